@@ -1,0 +1,185 @@
+// Element-wise CPU kernels: unary math, broadcasting binary ops, select.
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/broadcast.h"
+#include "kernels/kernels.h"
+
+namespace pk::cpu {
+
+namespace {
+
+constexpr int64_t kParallelMin = 32768;
+
+inline float gelu_f(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2))); }
+
+inline float unary_value(UnaryOp op, float x, float p0, float p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Sqrt: return std::sqrt(x);
+    case UnaryOp::Pow: return std::pow(x, p0);
+    case UnaryOp::AddScalar: return x + p0;
+    case UnaryOp::MulScalar: return x * p0;
+    case UnaryOp::Relu: return x > 0.0f ? x : 0.0f;
+    case UnaryOp::Relu6: return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+    case UnaryOp::Gelu: return gelu_f(x);
+    case UnaryOp::Sigmoid: return 1.0f / (1.0f + std::exp(-x));
+    case UnaryOp::Clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
+    case UnaryOp::RoundSTE: return std::nearbyint(x);  // half to even, like torch.round
+    case UnaryOp::FloorSTE: return std::floor(x);
+    case UnaryOp::Abs: return std::fabs(x);
+  }
+  return 0.0f;
+}
+
+// d op(x) / dx
+inline float unary_derivative(UnaryOp op, float x, float p0, float p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -1.0f;
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return 1.0f / x;
+    case UnaryOp::Sqrt: return 0.5f / std::sqrt(x);
+    case UnaryOp::Pow: return p0 == 0.0f ? 0.0f : p0 * std::pow(x, p0 - 1.0f);
+    case UnaryOp::AddScalar: return 1.0f;
+    case UnaryOp::MulScalar: return p0;
+    case UnaryOp::Relu: return x > 0.0f ? 1.0f : 0.0f;
+    case UnaryOp::Relu6: return (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;
+    case UnaryOp::Gelu: {
+      float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2)));
+      float pdf = std::exp(-0.5f * x * x) * static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
+      return cdf + x * pdf;
+    }
+    case UnaryOp::Sigmoid: {
+      float s = 1.0f / (1.0f + std::exp(-x));
+      return s * (1.0f - s);
+    }
+    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
+    case UnaryOp::RoundSTE: return 1.0f;
+    case UnaryOp::FloorSTE: return 1.0f;
+    case UnaryOp::Abs: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+  }
+  return 0.0f;
+}
+
+inline float binary_value(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0.0f;
+}
+
+// d out / d a and d out / d b
+inline float binary_da(BinaryOp op, float, float b) {
+  switch (op) {
+    case BinaryOp::Add: case BinaryOp::Sub: return 1.0f;
+    case BinaryOp::Mul: return b;
+    case BinaryOp::Div: return 1.0f / b;
+  }
+  return 0.0f;
+}
+inline float binary_db(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return 1.0f;
+    case BinaryOp::Sub: return -1.0f;
+    case BinaryOp::Mul: return a;
+    case BinaryOp::Div: return -a / (b * b);
+  }
+  return 0.0f;
+}
+
+bool same_shape(int n, const int64_t* x, const int64_t* y) {
+  for (int i = 0; i < n; ++i)
+    if (x[i] != y[i]) return false;
+  return true;
+}
+
+// Calls f(i, offset_a, offset_b) for every output element i, in parallel.
+template <typename F>
+void for_each_broadcast(const BroadcastShape& s, F f) {
+  int64_t n = 1;
+  for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
+  if (same_shape(s.ndim, s.a, s.out) && same_shape(s.ndim, s.b, s.out)) {
+#pragma omp parallel for simd if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) f(i, i, i);
+    return;
+  }
+  int64_t sa[kMaxDims], sb[kMaxDims];
+  broadcast_strides(s.ndim, s.a, s.out, sa);
+  broadcast_strides(s.ndim, s.b, s.out, sb);
+  // Rows along the last dim share one inner stride per operand.
+  int64_t inner = s.ndim ? s.out[s.ndim - 1] : 1;
+  int64_t ia = s.ndim ? sa[s.ndim - 1] : 0, ib = s.ndim ? sb[s.ndim - 1] : 0;
+  int64_t rows = inner ? n / inner : 0;
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t base = r * inner;
+    int64_t oa = broadcast_offset(s.ndim, s.out, sa, base);
+    int64_t ob = broadcast_offset(s.ndim, s.out, sb, base);
+    for (int64_t j = 0; j < inner; ++j) f(base + j, oa + j * ia, ob + j * ib);
+  }
+}
+
+}  // namespace
+
+void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
+#pragma omp parallel for simd if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = unary_value(op, x[i], p0, p1);
+}
+
+void unary_backward(UnaryOp op, const float* x, const float* dy, float* dx, int64_t n, float p0,
+                    float p1) {
+#pragma omp parallel for simd if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(op, x[i], p0, p1);
+}
+
+void binary_forward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
+                    float* out) {
+  for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) {
+    out[i] = binary_value(op, a[ia], b[ib]);
+  });
+}
+
+void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
+                     const float* dout, float* da, float* db) {
+  int64_t n = 1;
+  for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
+  // Full-size partial gradients, then reduced over broadcast dims.
+  auto reduce_into = [&](float* dst, const int64_t* shape, auto partial) {
+    BroadcastShape r = s;
+    for (int d = 0; d < s.ndim; ++d) { r.a[d] = s.out[d]; r.out[d] = shape[d]; }
+    if (same_shape(s.ndim, shape, s.out)) {
+      for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) { dst[i] = partial(i, ia, ib); });
+      return;
+    }
+    std::vector<float> full(n);
+    for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) { full[i] = partial(i, ia, ib); });
+    sum_to_shape(r, full.data(), dst);
+  };
+  if (da) reduce_into(da, s.a, [&](int64_t i, int64_t ia, int64_t ib) {
+    return dout[i] * binary_da(op, a[ia], b[ib]);
+  });
+  if (db) reduce_into(db, s.b, [&](int64_t i, int64_t ia, int64_t ib) {
+    return dout[i] * binary_db(op, a[ia], b[ib]);
+  });
+}
+
+void select_forward(const float* mask, const float* a, const float* b, float* out, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = mask[i] != 0.0f ? a[i] : b[i];
+}
+
+void select_backward(const float* mask, const float* dout, float* da, float* db, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    bool m = mask[i] != 0.0f;
+    da[i] = m ? dout[i] : 0.0f;
+    db[i] = m ? 0.0f : dout[i];
+  }
+}
+
+}  // namespace pk::cpu

@@ -1,0 +1,52 @@
+// GEMM on Eigen. Row-major buffers are mapped as Eigen row-major matrices so
+// that no data is copied; transposes are Eigen expressions.
+#include <Eigen/Core>
+
+#include "kernels/kernels.h"
+
+namespace pk::cpu {
+
+namespace {
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMajor>;
+using Map = Eigen::Map<RowMajor>;
+
+void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              const float* B, float beta, float* C) {
+  Map c(C, M, N);
+  // A is stored [M, K] (or [K, M] when transposed), B [K, N] (or [N, K]).
+  ConstMap a(A, ta ? K : M, ta ? M : K);
+  ConstMap b(B, tb ? N : K, tb ? K : N);
+  if (beta == 0.0f) {
+    if (!ta && !tb) c.noalias() = alpha * (a * b);
+    else if (ta && !tb) c.noalias() = alpha * (a.transpose() * b);
+    else if (!ta && tb) c.noalias() = alpha * (a * b.transpose());
+    else c.noalias() = alpha * (a.transpose() * b.transpose());
+    return;
+  }
+  if (beta != 1.0f) c *= beta;
+  if (!ta && !tb) c.noalias() += alpha * (a * b);
+  else if (ta && !tb) c.noalias() += alpha * (a.transpose() * b);
+  else if (!ta && tb) c.noalias() += alpha * (a * b.transpose());
+  else c.noalias() += alpha * (a.transpose() * b.transpose());
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, const float* B, float beta, float* C, int64_t batch, int64_t stride_a,
+          int64_t stride_b, int64_t stride_c) {
+  if (M == 0 || N == 0) return;
+  if (batch == 1) {
+    gemm_one(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);  // Eigen parallelizes inside
+    return;
+  }
+  // Many small products (attention heads): one per thread, each single-threaded.
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < batch; ++i)
+    gemm_one(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, B + i * stride_b, beta,
+             C + i * stride_c);
+}
+
+}  // namespace pk::cpu

@@ -1,0 +1,40 @@
+// Optimizer update kernels, element-wise in place.
+#include <cmath>
+
+#include "kernels/kernels.h"
+
+namespace pk::cpu {
+
+// Adam as torch.optim.Adam (L2 weight decay added to the gradient, bias
+// correction with the 1-based step count).
+void adam_update(int64_t n, float* param, const float* grad, float* m, float* v, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
+  const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
+  const float step_size = lr / bc1;
+  const float bc2_sqrt = std::sqrt(bc2);
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {
+    float g = grad[i] + weight_decay * param[i];
+    m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+    param[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+  }
+}
+
+// SGD with momentum as torch.optim.SGD (dampening 0, no Nesterov): the
+// buffer starts as the first gradient.
+void sgd_update(int64_t n, float* param, const float* grad, float* momentum_buf, float lr,
+                float momentum, float weight_decay, bool first_step) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {
+    float g = grad[i] + weight_decay * param[i];
+    if (momentum != 0.0f) {
+      momentum_buf[i] = first_step ? g : momentum * momentum_buf[i] + g;
+      g = momentum_buf[i];
+    }
+    param[i] -= lr * g;
+  }
+}
+
+}  // namespace pk::cpu

@@ -1,0 +1,113 @@
+// Shared helpers for the kernel tests: random inputs, closeness checks and a
+// finite-difference gradient checker.
+//
+// Adding an op test: build random inputs with random_input(), compare the
+// forward result against a plain loop reference with expect_close(), then
+// call expect_gradients() with a lambda that applies the op.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/tensor.h"
+
+namespace pk::testing {
+
+inline Tensor random_input(const Shape& shape, Generator& gen, float lo = -1.0f, float hi = 1.0f) {
+  return gen.uniform_tensor(shape, lo, hi).set_requires_grad(true);
+}
+
+// |actual - expected| <= atol + rtol * |expected| element-wise; reports the
+// worst element.
+inline void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
+                         double atol = 1e-5, double rtol = 1e-4, const std::string& what = "") {
+  REQUIRE_MESSAGE(actual.size() == expected.size(), what << ": size " << actual.size()
+                                                         << " vs " << expected.size());
+  double worst = 0.0;
+  size_t worst_i = 0;
+  bool ok = true;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    double err = std::fabs(actual[i] - expected[i]);
+    double excess = err - (atol + rtol * std::fabs(expected[i]));
+    if (!(excess <= 0.0)) ok = false;  // NaN-safe
+    if (!(err <= worst)) { worst = err; worst_i = i; }
+  }
+  CHECK_MESSAGE(ok, what << ": worst element " << worst_i << " got " << actual[worst_i]
+                         << " expected " << expected[worst_i] << " (|diff| " << worst << ")");
+}
+
+inline void expect_close(const Tensor& actual, const std::vector<double>& expected,
+                         double atol = 1e-5, double rtol = 1e-4, const std::string& what = "") {
+  expect_close(actual.to_vector(), expected, atol, rtol, what);
+}
+
+inline void expect_close(const Tensor& actual, const Tensor& expected, double atol = 1e-5,
+                         double rtol = 1e-4, const std::string& what = "") {
+  REQUIRE_MESSAGE(actual.shape() == expected.shape(),
+                  what << ": shape " << shape_str(actual.shape()) << " vs "
+                       << shape_str(expected.shape()));
+  std::vector<float> e = expected.to_vector();
+  expect_close(actual.to_vector(), std::vector<double>(e.begin(), e.end()), atol, rtol, what);
+}
+
+struct GradCheckOptions {
+  double step = 1e-2;   // central difference step
+  double atol = 2e-3;
+  double rtol = 2e-2;
+};
+
+// Checks d(sum(w * f(inputs)))/d(input) from backward() against central
+// finite differences, for every input that requires grad. The weights w are
+// fixed random numbers so that every output element matters; the objective
+// is accumulated in double precision.
+inline void expect_gradients(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                             std::vector<Tensor> inputs, const GradCheckOptions& opt = {},
+                             uint64_t seed = 7) {
+  Generator gen(seed);
+  Tensor out0;
+  {
+    NoGradGuard guard;
+    out0 = f(inputs);
+  }
+  Tensor weights = gen.uniform_tensor(out0.shape(), -1.0f, 1.0f);
+  std::vector<float> w = weights.to_vector();
+  auto objective = [&]() {
+    NoGradGuard guard;
+    std::vector<float> y = f(inputs).to_vector();
+    double acc = 0.0;
+    for (size_t i = 0; i < y.size(); ++i) acc += static_cast<double>(w[i]) * y[i];
+    return acc;
+  };
+  for (Tensor& t : inputs)
+    if (t.defined()) t.zero_grad();
+  Tensor out = f(inputs);
+  REQUIRE_MESSAGE(out.requires_grad(), "op output does not require grad");
+  out.backward(weights);
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Tensor& x = inputs[k];
+    if (!x.defined() || !x.requires_grad()) continue;
+    REQUIRE_MESSAGE(x.grad().defined(), "input " << k << " received no gradient");
+    std::vector<float> analytic = x.grad().to_vector();
+    std::vector<double> numeric(x.numel());
+    float* p = x.data();  // CPU inputs: perturb in place
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      float orig = p[i];
+      p[i] = static_cast<float>(orig + opt.step);
+      double up = objective();
+      p[i] = static_cast<float>(orig - opt.step);
+      double down = objective();
+      p[i] = orig;
+      numeric[i] = (up - down) / (2.0 * opt.step);
+    }
+    expect_close(analytic, numeric, opt.atol, opt.rtol, "gradient of input " + std::to_string(k));
+  }
+}
+
+}  // namespace pk::testing
