@@ -1,6 +1,7 @@
 // Reductions: sum/mean over dims and the sum_to/broadcast_to pair, each the
 // other's backward.
 #include <algorithm>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -51,9 +52,13 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
 Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
   int64_t n = x.dim();
   Shape kept = x.shape();
-  for (int64_t& d : dims) {
-    d = wrap_dim(d, n, "sum");
-    kept[d] = 1;
+  const std::string dims_text = shape_str(dims);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    dims[i] = wrap_dim(dims[i], n, "sum");
+    // A repeated dim would also make mean divide by its size twice.
+    check(std::find(dims.begin(), dims.begin() + i, dims[i]) == dims.begin() + i,
+          "sum: dims " + dims_text + " name one dim twice");
+    kept[dims[i]] = 1;
   }
   Tensor out = sum_to(x, kept);
   if (keepdim) return out;

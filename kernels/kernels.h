@@ -153,6 +153,28 @@ struct AxisGeom {
                                const float* x, float* y))                                       \
   X(index_select_backward, void(const AxisGeom& g, const int64_t* idx, int64_t n_idx,           \
                                 const float* dy, float* dx))                                    \
+  /* quantization (quant): tensors viewed as [outer, C, inner] around the quantization axis, */ \
+  /* channel c using scale[c] and zero_point[c]; levels 0..qmax */                              \
+  X(fake_quant_forward, void(const AxisGeom& g, const float* x, const float* scale,             \
+                             const float* zero_point, float qmax, float* y))                    \
+  /* dx and dscale ([C], summed) may be null */                                                 \
+  X(fake_quant_backward, void(const AxisGeom& g, const float* x, const float* scale,            \
+                              const float* zero_point, float qmax, const float* dy, float* dx,  \
+                              float* dscale))                                                   \
+  X(adaround_forward, void(const AxisGeom& g, const float* w, const float* alpha,               \
+                           const float* scale, const float* zero_point, float qmax, bool hard,  \
+                           float* y))                                                           \
+  X(adaround_backward, void(const AxisGeom& g, const float* w, const float* alpha,              \
+                            const float* scale, const float* zero_point, float qmax,            \
+                            const float* dy, float* dalpha))                                    \
+  /* value[0] = weight * sum(1 - |2h(alpha) - 1|^beta); dalpha (nullable) its gradient */      \
+  X(adaround_regularizer, void(int64_t n, const float* alpha, float beta, float weight,         \
+                               float* value, float* dalpha))                                    \
+  X(channel_minmax, void(const AxisGeom& g, const float* x, float* mn, float* mx))              \
+  /* scores[c * K + k]: mean |x - q(x)|^p with the range of channel c shrunk by 1 - 0.01k */    \
+  X(quant_range_scores, void(const AxisGeom& g, const float* x, const float* lo,                \
+                             const float* hi, int64_t n_candidates, float qmax, float p,        \
+                             float* scores))                                                    \
   /* optimizers (optim) */                                                                      \
   X(adam_update, void(int64_t n, float* param, const float* grad, float* m, float* v, float lr, \
                       float beta1, float beta2, float eps, float weight_decay, int64_t step))   \

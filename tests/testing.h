@@ -30,17 +30,20 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<dou
                          double atol = 1e-5, double rtol = 1e-4, const std::string& what = "") {
   REQUIRE_MESSAGE(actual.size() == expected.size(), what << ": size " << actual.size()
                                                          << " vs " << expected.size());
-  double worst = 0.0;
+  // Reports the element furthest outside its tolerance.
+  double worst_excess = -INFINITY;
   size_t worst_i = 0;
   bool ok = true;
   for (size_t i = 0; i < actual.size(); ++i) {
     double err = std::fabs(actual[i] - expected[i]);
     double excess = err - (atol + rtol * std::fabs(expected[i]));
     if (!(excess <= 0.0)) ok = false;  // NaN-safe
-    if (!(err <= worst)) { worst = err; worst_i = i; }
+    if (!(excess <= worst_excess)) { worst_excess = excess; worst_i = i; }
   }
+  if (actual.empty()) return;
   CHECK_MESSAGE(ok, what << ": worst element " << worst_i << " got " << actual[worst_i]
-                         << " expected " << expected[worst_i] << " (|diff| " << worst << ")");
+                         << " expected " << expected[worst_i] << " (|diff| "
+                         << std::fabs(actual[worst_i] - expected[worst_i]) << ")");
 }
 
 inline void expect_close(const Tensor& actual, const std::vector<double>& expected,

@@ -1,0 +1,632 @@
+#include "engine/torch_checkpoint.h"
+
+#include <zip.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace pk {
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Zip archive access (libzip)
+
+class ZipArchive {
+ public:
+  explicit ZipArchive(const std::string& path) : path_(path) {
+    int code = 0;
+    archive_ = zip_open(path.c_str(), ZIP_RDONLY, &code);
+    if (archive_) return;
+    zip_error_t error;
+    zip_error_init_with_code(&error, code);
+    std::string why = zip_error_strerror(&error);
+    zip_error_fini(&error);
+    if (code == ZIP_ER_NOENT || code == ZIP_ER_OPEN || code == ZIP_ER_READ)
+      throw_checkpoint_error(path, "cannot open: " + why);
+    throw_checkpoint_error(path, "not a readable zip archive (truncated or corrupt file?): " + why);
+  }
+  ~ZipArchive() { zip_discard(archive_); }
+  ZipArchive(const ZipArchive&) = delete;
+  ZipArchive& operator=(const ZipArchive&) = delete;
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    const zip_int64_t count = zip_get_num_entries(archive_, 0);
+    for (zip_int64_t i = 0; i < count; ++i)
+      if (const char* name = zip_get_name(archive_, static_cast<zip_uint64_t>(i), 0))
+        out.emplace_back(name);
+    return out;
+  }
+
+  bool contains(const std::string& name) const {
+    return zip_name_locate(archive_, name.c_str(), 0) >= 0;
+  }
+
+  std::vector<uint8_t> read(const std::string& name) const {
+    const zip_int64_t index = zip_name_locate(archive_, name.c_str(), 0);
+    zip_stat_t info;
+    zip_stat_init(&info);
+    if (index < 0 || zip_stat_index(archive_, index, 0, &info) != 0 ||
+        !(info.valid & ZIP_STAT_SIZE))
+      throw_checkpoint_error(path_, "cannot find record '" + name + "' in the zip archive");
+    zip_file_t* file = zip_fopen_index(archive_, index, 0);
+    if (!file)
+      throw_checkpoint_error(path_, "cannot open record '" + name + "': " + zip_strerror(archive_));
+    std::vector<uint8_t> bytes(info.size);
+    const zip_int64_t got = zip_fread(file, bytes.data(), info.size);
+    const std::string why = got < 0 ? zip_file_strerror(file) : "short read";
+    zip_fclose(file);
+    if (got < 0 || static_cast<zip_uint64_t>(got) != info.size)
+      throw_checkpoint_error(path_, "cannot read record '" + name + "' (truncated or corrupt?): " +
+                                        why);
+    return bytes;
+  }
+
+ private:
+  std::string path_;
+  zip_t* archive_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------
+// Pickled values: just the kinds a state dict and its wrappers are made of.
+
+struct StorageRef {
+  std::string key;  // record <archive>/data/<key>
+  StoredDType dtype;
+  int64_t numel = 0;
+};
+
+struct Value;
+// Values are owned by the Unpickler's arena and refer to each other by plain
+// pointers: a pickle may build cycles (d['model'] = d) or deep nesting, which
+// shared ownership would leak or tear down recursively.
+using ValuePtr = Value*;
+
+struct Value {
+  enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor };
+  Kind kind = Kind::None;
+  int64_t integer = 0;                                 // Bool, Int
+  double real = 0.0;                                   // Float
+  std::string text;                                    // String; Global as "module.name"
+  std::vector<ValuePtr> items;                         // Tuple, List
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, in insertion order
+  StorageRef storage;                                  // Storage; the storage a Tensor views
+  int64_t offset = 0;                                  // Tensor view, in elements
+  Shape size, stride;
+};
+
+const char* kind_name(Value::Kind kind) {
+  switch (kind) {
+    case Value::Kind::None: return "None";
+    case Value::Kind::Bool: return "bool";
+    case Value::Kind::Int: return "int";
+    case Value::Kind::Float: return "float";
+    case Value::Kind::String: return "str";
+    case Value::Kind::Tuple: return "tuple";
+    case Value::Kind::List: return "list";
+    case Value::Kind::Dict: return "dict";
+    case Value::Kind::Global: return "global";
+    case Value::Kind::Storage: return "storage";
+    case Value::Kind::Tensor: return "tensor";
+  }
+  return "?";
+}
+
+// The only globals a pickle may name.
+enum class Callable { OrderedDict, RebuildTensorV2, RebuildParameter, StorageType };
+
+struct AllowedGlobal {
+  const char* name;
+  Callable callable;
+  StoredDType dtype;  // StorageType only
+};
+
+const AllowedGlobal kAllowedGlobals[] = {
+    {"collections.OrderedDict", Callable::OrderedDict, StoredDType::F32},
+    {"torch._utils._rebuild_tensor_v2", Callable::RebuildTensorV2, StoredDType::F32},
+    {"torch._utils._rebuild_parameter", Callable::RebuildParameter, StoredDType::F32},
+    {"torch.FloatStorage", Callable::StorageType, StoredDType::F32},
+    {"torch.HalfStorage", Callable::StorageType, StoredDType::F16},
+    {"torch.BFloat16Storage", Callable::StorageType, StoredDType::BF16},
+    {"torch.DoubleStorage", Callable::StorageType, StoredDType::F64},
+    {"torch.LongStorage", Callable::StorageType, StoredDType::I64},
+    {"torch.IntStorage", Callable::StorageType, StoredDType::I32},
+};
+
+const AllowedGlobal* find_allowed_global(const std::string& name) {
+  for (const AllowedGlobal& g : kAllowedGlobals)
+    if (name == g.name) return &g;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Restricted unpickler. Builds Values; the only "calls" are the allowed
+// globals above, implemented here as plain data constructors.
+
+class Unpickler {
+ public:
+  Unpickler(const std::string& path, const std::string& record, const std::vector<uint8_t>& bytes)
+      : path_(path), record_(record), bytes_(bytes) {}
+
+  // The unpickled object; it lives as long as this Unpickler.
+  const Value& run() {
+    while (true) {
+      op_pos_ = pos_;
+      const uint8_t op = u8();
+      switch (op) {
+        case 0x80:  // PROTO
+          if (u8() > 5) fail("unsupported pickle protocol");
+          break;
+        case 0x95: take(8); break;  // FRAME: a length hint only
+        case '.':                   // STOP
+          if (stack_.empty()) fail("STOP with an empty stack");
+          return *stack_.back();
+        case '(': marks_.push_back(stack_.size()); break;  // MARK
+
+        case 'N': push(make_value(Value::Kind::None)); break;
+        case 0x88: push(make_bool(true)); break;   // NEWTRUE
+        case 0x89: push(make_bool(false)); break;  // NEWFALSE
+        case 'K': push(make_int(u8())); break;     // BININT1
+        case 'M': push(make_int(u16())); break;    // BININT2
+        case 'J': push(make_int(static_cast<int32_t>(u32()))); break;  // BININT
+        case 0x8a: push(make_int(long1())); break;                      // LONG1
+        case 'G': {                                                     // BINFLOAT (big-endian)
+          uint64_t bits = 0;
+          for (int i = 0; i < 8; ++i) bits = (bits << 8) | u8();
+          auto v = make_value(Value::Kind::Float);
+          std::memcpy(&v->real, &bits, sizeof bits);
+          push(v);
+          break;
+        }
+        case 'X': push(make_string(u32())); break;     // BINUNICODE
+        case 0x8c: push(make_string(u8())); break;     // SHORT_BINUNICODE
+
+        case ')': push(make_value(Value::Kind::Tuple)); break;  // EMPTY_TUPLE
+        case 't': push(make_tuple(pop_mark())); break;          // TUPLE
+        case 0x85: push(make_tuple(pop_n(1))); break;           // TUPLE1
+        case 0x86: push(make_tuple(pop_n(2))); break;           // TUPLE2
+        case 0x87: push(make_tuple(pop_n(3))); break;           // TUPLE3
+        case ']': push(make_value(Value::Kind::List)); break;   // EMPTY_LIST
+        case 'l': {                                             // LIST
+          auto list = make_value(Value::Kind::List);
+          list->items = pop_mark();
+          push(list);
+          break;
+        }
+        case 'a': {  // APPEND
+          ValuePtr item = pop();
+          expect_top(Value::Kind::List, "APPEND").items.push_back(item);
+          break;
+        }
+        case 'e': {  // APPENDS
+          std::vector<ValuePtr> items = pop_mark();
+          auto& list = expect_top(Value::Kind::List, "APPENDS").items;
+          list.insert(list.end(), items.begin(), items.end());
+          break;
+        }
+        case '}': push(make_value(Value::Kind::Dict)); break;  // EMPTY_DICT
+        case 'd': {                                            // DICT
+          auto dict = make_value(Value::Kind::Dict);
+          set_items(*dict, pop_mark());
+          push(dict);
+          break;
+        }
+        case 's': {  // SETITEM
+          std::vector<ValuePtr> pair = pop_n(2);
+          set_items(expect_top(Value::Kind::Dict, "SETITEM"), pair);
+          break;
+        }
+        case 'u': {  // SETITEMS
+          std::vector<ValuePtr> items = pop_mark();
+          set_items(expect_top(Value::Kind::Dict, "SETITEMS"), items);
+          break;
+        }
+
+        case 'q': memo_[u8()] = top(); break;    // BINPUT
+        case 'r': memo_[u32()] = top(); break;   // LONG_BINPUT
+        case 0x94: {                             // MEMOIZE
+          const uint64_t index = memo_.size();  // before inserting
+          memo_[index] = top();
+          break;
+        }
+        case 'h': push(memo_get(u8())); break;   // BINGET
+        case 'j': push(memo_get(u32())); break;  // LONG_BINGET
+
+        case 'c': {  // GLOBAL "module\nname\n"
+          std::string module = line();
+          push(make_global(module, line()));
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          ValuePtr name = pop(), module = pop();
+          if (module->kind != Value::Kind::String || name->kind != Value::Kind::String)
+            fail("STACK_GLOBAL needs two strings");
+          push(make_global(module->text, name->text));
+          break;
+        }
+        case 'R':     // REDUCE: callable(*args)
+        case 0x81: {  // NEWOBJ: cls.__new__(cls, *args), the same for our globals
+          ValuePtr args = pop(), callable = pop();
+          push(call(callable, args));
+          break;
+        }
+        case 'b': {  // BUILD: obj.__setstate__(state)
+          ValuePtr state = pop();
+          build(top(), state);
+          break;
+        }
+        case 'Q': push(persistent_load(pop())); break;  // BINPERSID
+
+        default: {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "0x%02x", op);
+          fail(std::string("unsupported pickle opcode ") + hex +
+               " (not one a state dict uses)");
+        }
+      }
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw_checkpoint_error(path_, "pickle '" + record_ + "' at byte " + std::to_string(op_pos_) +
+                                      ": " + what);
+  }
+
+  // ---- reading the byte stream ----
+  const uint8_t* take(uint64_t n) {
+    if (n > bytes_.size() - pos_) fail("truncated pickle (data ends before STOP)");
+    const uint8_t* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  template <typename T>
+  T little_endian() {
+    T v;
+    std::memcpy(&v, take(sizeof v), sizeof v);
+    return v;
+  }
+  uint8_t u8() { return *take(1); }
+  uint16_t u16() { return little_endian<uint16_t>(); }
+  uint32_t u32() { return little_endian<uint32_t>(); }
+
+  int64_t long1() {  // little-endian two's complement of n bytes
+    const uint8_t n = u8();
+    if (n > 8) fail("LONG1 integer wider than 64 bits");
+    const uint8_t* p = take(n);
+    uint64_t bits = 0;
+    for (int i = n - 1; i >= 0; --i) bits = (bits << 8) | p[i];
+    if (n > 0 && n < 8 && (p[n - 1] & 0x80)) bits |= ~uint64_t{0} << (8 * n);  // sign-extend
+    return static_cast<int64_t>(bits);
+  }
+
+  std::string line() {
+    const uint8_t* begin = bytes_.data() + pos_;
+    const void* end = std::memchr(begin, '\n', bytes_.size() - pos_);
+    if (!end) fail("truncated pickle (GLOBAL name without newline)");
+    const size_t n = static_cast<const uint8_t*>(end) - begin;
+    take(n + 1);
+    return std::string(reinterpret_cast<const char*>(begin), n);
+  }
+
+  // ---- the stack ----
+  void push(ValuePtr v) { stack_.push_back(v); }
+  size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
+  ValuePtr pop() {
+    if (stack_.size() <= floor()) fail("stack underflow");
+    ValuePtr v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  ValuePtr top() {
+    if (stack_.size() <= floor()) fail("stack underflow");
+    return stack_.back();
+  }
+  std::vector<ValuePtr> pop_n(size_t n) {
+    if (stack_.size() < floor() + n) fail("stack underflow");
+    std::vector<ValuePtr> items(stack_.end() - n, stack_.end());
+    stack_.resize(stack_.size() - n);
+    return items;
+  }
+  std::vector<ValuePtr> pop_mark() {
+    if (marks_.empty()) fail("no MARK on the stack");
+    const size_t mark = marks_.back();
+    marks_.pop_back();
+    std::vector<ValuePtr> items(stack_.begin() + mark, stack_.end());
+    stack_.resize(mark);
+    return items;
+  }
+  Value& expect_top(Value::Kind kind, const char* op) {
+    ValuePtr v = top();
+    if (v->kind != kind)
+      fail(std::string(op) + " on a " + kind_name(v->kind) + ", expected a " + kind_name(kind));
+    return *v;
+  }
+  ValuePtr memo_get(uint64_t index) {
+    auto it = memo_.find(index);
+    if (it == memo_.end()) fail("memo entry " + std::to_string(index) + " read before written");
+    return it->second;
+  }
+
+  // ---- values ----
+  ValuePtr make_value(Value::Kind kind) {
+    arena_.push_back(std::make_unique<Value>());
+    arena_.back()->kind = kind;
+    return arena_.back().get();
+  }
+  ValuePtr make_bool(bool b) {
+    auto v = make_value(Value::Kind::Bool);
+    v->integer = b;
+    return v;
+  }
+  ValuePtr make_int(int64_t i) {
+    auto v = make_value(Value::Kind::Int);
+    v->integer = i;
+    return v;
+  }
+  ValuePtr make_string(uint64_t length) {
+    const uint8_t* p = take(length);
+    auto v = make_value(Value::Kind::String);
+    v->text.assign(reinterpret_cast<const char*>(p), length);
+    return v;
+  }
+  ValuePtr make_tuple(std::vector<ValuePtr> items) {
+    auto v = make_value(Value::Kind::Tuple);
+    v->items = std::move(items);
+    return v;
+  }
+
+  // Dict keys that are equal strings replace the earlier value, as in Python.
+  void set_items(Value& dict, const std::vector<ValuePtr>& items) {
+    if (items.size() % 2 != 0) fail("odd number of items for a dict");
+    for (size_t i = 0; i < items.size(); i += 2) {
+      const ValuePtr &key = items[i], &value = items[i + 1];
+      bool replaced = false;
+      if (key->kind == Value::Kind::String)
+        for (auto& entry : dict.entries)
+          if (entry.first->kind == Value::Kind::String && entry.first->text == key->text) {
+            entry.second = value;
+            replaced = true;
+          }
+      if (!replaced) dict.entries.emplace_back(key, value);
+    }
+  }
+
+  ValuePtr make_global(const std::string& module, const std::string& name) {
+    const std::string full = module + "." + name;
+    if (!find_allowed_global(full)) {
+      if (module == "torch" && name.size() > 7 && name.compare(name.size() - 7, 7, "Storage") == 0)
+        fail("unsupported storage type '" + full +
+             "' (supported: Float, Half, BFloat16, Double, Long and Int storages)");
+      fail("forbidden global '" + full +
+           "': packptq reads only state dicts (OrderedDict, tensors, storages) and never runs "
+           "code from a checkpoint");
+    }
+    auto v = make_value(Value::Kind::Global);
+    v->text = full;
+    return v;
+  }
+
+  int64_t expect_int(const ValuePtr& v, const std::string& what) {
+    if (v->kind != Value::Kind::Int) fail(what + " must be an int, got a " + kind_name(v->kind));
+    return v->integer;
+  }
+
+  Shape int_tuple(const ValuePtr& v, const char* what) {
+    if (v->kind != Value::Kind::Tuple)
+      fail(std::string(what) + " must be a tuple, got a " + kind_name(v->kind));
+    Shape out;
+    for (const ValuePtr& item : v->items) {
+      int64_t i = expect_int(item, what);
+      if (i < 0) fail(std::string(what) + " has a negative entry");
+      out.push_back(i);
+    }
+    return out;
+  }
+
+  ValuePtr call(const ValuePtr& callable, const ValuePtr& args) {
+    if (callable->kind != Value::Kind::Global)
+      fail(std::string("call of a ") + kind_name(callable->kind) + ", not of a global");
+    if (args->kind != Value::Kind::Tuple)
+      fail("arguments of '" + callable->text + "' are a " + kind_name(args->kind) +
+           ", not a tuple");
+    const std::vector<ValuePtr>& a = args->items;
+    switch (find_allowed_global(callable->text)->callable) {
+      case Callable::OrderedDict:
+        if (!a.empty()) fail("collections.OrderedDict called with arguments");
+        return make_value(Value::Kind::Dict);
+      case Callable::RebuildTensorV2: {
+        // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+        if (a.size() != 6 && a.size() != 7)
+          fail("_rebuild_tensor_v2 takes 6 or 7 arguments, got " + std::to_string(a.size()));
+        if (a[0]->kind != Value::Kind::Storage)
+          fail(std::string("_rebuild_tensor_v2 storage is a ") + kind_name(a[0]->kind));
+        auto t = make_value(Value::Kind::Tensor);
+        t->storage = a[0]->storage;
+        t->offset = expect_int(a[1], "storage offset");
+        if (t->offset < 0) fail("negative storage offset");
+        t->size = int_tuple(a[2], "tensor size");
+        t->stride = int_tuple(a[3], "tensor stride");
+        if (t->size.size() != t->stride.size())
+          fail("tensor size " + shape_str(t->size) + " and stride " + shape_str(t->stride) +
+               " differ in rank");
+        return t;
+      }
+      case Callable::RebuildParameter:  // (data, requires_grad, backward_hooks)
+        if (a.size() != 3 || a[0]->kind != Value::Kind::Tensor)
+          fail("_rebuild_parameter expects (tensor, requires_grad, backward_hooks)");
+        return a[0];
+      case Callable::StorageType:
+        break;
+    }
+    fail("'" + callable->text + "' cannot be called");
+  }
+
+  // OrderedDict attributes (a state dict's `_metadata` with module versions)
+  // carry nothing packptq needs; anything else has no business being built.
+  void build(const ValuePtr& object, const ValuePtr& state) {
+    if (object->kind != Value::Kind::Dict)
+      fail(std::string("BUILD on a ") + kind_name(object->kind) +
+           " (only OrderedDict attributes such as _metadata are accepted)");
+    if (state->kind != Value::Kind::Dict && state->kind != Value::Kind::None)
+      fail(std::string("BUILD state of a dict is a ") + kind_name(state->kind));
+  }
+
+  // torch.save's persistent id: ('storage', storage_type, key, location, numel).
+  ValuePtr persistent_load(const ValuePtr& pid) {
+    const auto& p = pid->items;
+    if (pid->kind != Value::Kind::Tuple || p.size() != 5 || p[0]->kind != Value::Kind::String ||
+        p[0]->text != "storage" || p[1]->kind != Value::Kind::Global ||
+        p[2]->kind != Value::Kind::String || p[4]->kind != Value::Kind::Int)
+      fail("persistent id is not ('storage', storage_type, key, location, numel)");
+    const AllowedGlobal* type = find_allowed_global(p[1]->text);
+    if (type->callable != Callable::StorageType)
+      fail("persistent id names '" + p[1]->text + "', not a storage type");
+    if (p[4]->integer < 0) fail("negative storage size");
+    auto v = make_value(Value::Kind::Storage);
+    v->storage = StorageRef{p[2]->text, type->dtype, p[4]->integer};
+    return v;
+  }
+
+  const std::string& path_;
+  const std::string& record_;
+  const std::vector<uint8_t>& bytes_;
+  size_t pos_ = 0, op_pos_ = 0;
+  std::vector<std::unique_ptr<Value>> arena_;
+  std::vector<ValuePtr> stack_;
+  std::vector<size_t> marks_;  // stack sizes at each MARK
+  std::unordered_map<uint64_t, ValuePtr> memo_;
+};
+
+// ---------------------------------------------------------------------------
+// From the unpickled object to tensors
+
+constexpr int kMaxWrapperDepth = 8;  // also stops a self-referencing pickle
+
+bool has_tensor_values(const Value& dict) {
+  for (const auto& entry : dict.entries)
+    if (entry.second->kind == Value::Kind::Tensor) return true;
+  return false;
+}
+
+const Value& find_state_dict(const std::string& path, const Value& root) {
+  const Value* v = &root;
+  for (int depth = 0;; ++depth) {
+    if (v->kind != Value::Kind::Dict)
+      throw_checkpoint_error(path, std::string("the pickled object is a ") + kind_name(v->kind) +
+                                       ", not a state dict");
+    if (has_tensor_values(*v)) return *v;
+    const Value* inner = nullptr;
+    for (const char* wrapper : {"model", "state_dict", "model_state_dict"})
+      for (const auto& [key, value] : v->entries)
+        if (!inner && key->kind == Value::Kind::String && key->text == wrapper &&
+            value->kind == Value::Kind::Dict)
+          inner = value;
+    if (!inner)
+      throw_checkpoint_error(path, "no tensors found: the pickled dict is neither a state dict "
+                                   "nor holds one under 'model', 'state_dict' or "
+                                   "'model_state_dict'");
+    if (depth == kMaxWrapperDepth)
+      throw_checkpoint_error(path, "state dict wrappers nested deeper than " +
+                                       std::to_string(kMaxWrapperDepth) + " levels");
+    v = inner;
+  }
+}
+
+// Storage records, read once each (tensors may share a storage).
+class StorageReader {
+ public:
+  StorageReader(const std::string& path, const ZipArchive& archive, const std::string& prefix)
+      : path_(path), archive_(archive), prefix_(prefix) {}
+
+  const std::vector<uint8_t>& bytes(const StorageRef& storage, const std::string& tensor) {
+    auto it = cache_.find(storage.key);
+    if (it != cache_.end()) return it->second;
+    const std::string record = prefix_ + "data/" + storage.key;
+    if (!archive_.contains(record))
+      throw_checkpoint_error(path_, "storage key '" + storage.key + "' of tensor '" + tensor +
+                                        "' missing: no record '" + record + "' in the archive");
+    std::vector<uint8_t> data = archive_.read(record);
+    const size_t element = stored_dtype_size(storage.dtype);
+    if (static_cast<uint64_t>(storage.numel) > data.size() / element)
+      throw_checkpoint_error(path_, "storage '" + storage.key + "' has " +
+                                        std::to_string(data.size()) + " bytes, too small for its " +
+                                        std::to_string(storage.numel) + " " +
+                                        stored_dtype_name(storage.dtype) + " elements");
+    return cache_.emplace(storage.key, std::move(data)).first->second;
+  }
+
+ private:
+  const std::string& path_;
+  const ZipArchive& archive_;
+  std::string prefix_;
+  std::map<std::string, std::vector<uint8_t>> cache_;
+};
+
+Tensor materialize(const std::string& path, StorageReader& reader, const std::string& name,
+                   const Value& t) {
+  const std::vector<uint8_t>& bytes = reader.bytes(t.storage, name);
+  const std::string view = "size " + shape_str(t.size) + ", stride " + shape_str(t.stride) +
+                           ", storage offset " + std::to_string(t.offset);
+  // Last element read: offset + sum (size_d - 1) * stride_d (sizes, strides >= 0).
+  int64_t numel = 1, last = t.offset;
+  bool overflow = false;
+  for (size_t d = 0; d < t.size.size(); ++d) {
+    overflow |= __builtin_mul_overflow(numel, t.size[d], &numel);
+    int64_t reach = 0;
+    if (t.size[d] > 0) {
+      overflow |= __builtin_mul_overflow(t.size[d] - 1, t.stride[d], &reach);
+      overflow |= __builtin_add_overflow(last, reach, &last);
+    }
+  }
+  if (overflow) throw_checkpoint_error(path, "tensor '" + name + "' (" + view + ") is too large");
+  if (numel > 0 && last >= t.storage.numel)
+    throw_checkpoint_error(path, "storage '" + t.storage.key + "' too small for tensor '" + name +
+                                     "' (" + view + "): it reads element " + std::to_string(last) +
+                                     " of " + std::to_string(t.storage.numel));
+  return decode_strided(bytes.data(), t.storage.dtype, t.size, t.stride, t.offset);
+}
+
+// "<archive>/data.pkl": torch.save names the top folder after the file.
+std::string find_pickle_record(const std::string& path, const ZipArchive& archive) {
+  static const std::string suffix = "/data.pkl";
+  for (const std::string& name : archive.names())
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        name.find('/') == name.size() - suffix.size())
+      return name;
+  throw_checkpoint_error(path, "a zip archive without '<name>/data.pkl': not a torch.save "
+                               "checkpoint");
+}
+
+}  // namespace
+
+TensorMap load_torch_checkpoint(const std::string& path) {
+  ZipArchive archive(path);
+  const std::string record = find_pickle_record(path, archive);
+  const std::string prefix = record.substr(0, record.size() - std::strlen("data.pkl"));
+  if (archive.contains(prefix + "byteorder")) {
+    std::vector<uint8_t> order = archive.read(prefix + "byteorder");
+    if (std::string(order.begin(), order.end()) != "little")
+      throw_checkpoint_error(path, "big-endian storages are not supported");
+  }
+
+  const std::vector<uint8_t> pickle = archive.read(record);
+  Unpickler unpickler(path, record, pickle);
+  const Value& state = find_state_dict(path, unpickler.run());
+
+  StorageReader reader(path, archive, prefix);
+  TensorMap tensors;
+  for (const auto& [key, value] : state.entries)
+    if (key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor)
+      tensors[key->text] = materialize(path, reader, key->text, *value);
+  return strip_module_prefix(std::move(tensors));
+}
+
+}  // namespace pk

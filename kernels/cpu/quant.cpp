@@ -1,0 +1,185 @@
+// Quantization kernels: fused fake quantization (uniform affine, STE) and
+// AdaRound, each one pass forward and one pass backward, plus the
+// statistics quantizer initialization needs. Tensors are viewed as
+// [outer, C, inner] around the quantization axis; C == 1 is per-tensor.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace pk::cpu {
+
+namespace {
+
+constexpr float kGamma = -0.1f, kZeta = 1.1f;  // AdaRound's rectified sigmoid stretch
+constexpr int64_t kBlock = 16384;
+
+// Calls f(c, begin, end) over contiguous element spans that each lie in one
+// channel c, splitting the tensor into blocks shared out among threads.
+// `thread_init()` runs once per thread before its first span.
+template <typename F>
+void for_channel_spans(const AxisGeom& g, F f) {
+  const int64_t total = g.outer * g.dim * g.inner;
+  const int64_t blocks = (total + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    int64_t i = b * kBlock, end = std::min(total, i + kBlock);
+    while (i < end) {
+      int64_t row = i / g.inner;
+      int64_t row_end = std::min(end, (row + 1) * g.inner);
+      f(row % g.dim, i, row_end);
+      i = row_end;
+    }
+  }
+}
+
+inline float rectified_sigmoid(float alpha) {
+  float s = 1.0f / (1.0f + std::exp(-alpha));
+  return std::min(1.0f, std::max(0.0f, s * (kZeta - kGamma) + kGamma));
+}
+
+}  // namespace
+
+void fake_quant_forward(const AxisGeom& g, const float* x, const float* scale,
+                        const float* zero_point, float qmax, float* y) {
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    const float d = scale[c], z = zero_point[c];
+    for (int64_t i = begin; i < end; ++i) {
+      float level = std::min(qmax, std::max(0.0f, std::nearbyint(x[i] / d) + z));
+      y[i] = (level - z) * d;
+    }
+  });
+}
+
+void fake_quant_backward(const AxisGeom& g, const float* x, const float* scale,
+                         const float* zero_point, float qmax, const float* dy, float* dx,
+                         float* dscale) {
+  const int nt = omp_get_max_threads();
+  std::vector<double> partial(dscale ? static_cast<size_t>(nt) * g.dim : 0, 0.0);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    const float d = scale[c], z = zero_point[c];
+    double acc = 0.0;
+    for (int64_t i = begin; i < end; ++i) {
+      float u = x[i] / d;
+      float r = std::nearbyint(u);
+      float level = r + z;
+      bool inside = level >= 0.0f && level <= qmax;
+      if (dx) dx[i] = inside ? dy[i] : 0.0f;
+      // d q / d D: inside the grid round(x/D) - x/D, outside the clamped level - z.
+      if (dscale) acc += dy[i] * (inside ? r - u : (level < 0.0f ? 0.0f : qmax) - z);
+    }
+    if (dscale) partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] += acc;
+  });
+  if (!dscale) return;
+  for (int64_t c = 0; c < g.dim; ++c) {
+    double s = 0.0;
+    for (int t = 0; t < nt; ++t) s += partial[static_cast<size_t>(t) * g.dim + c];
+    dscale[c] = static_cast<float>(s);
+  }
+}
+
+void adaround_forward(const AxisGeom& g, const float* w, const float* alpha, const float* scale,
+                      const float* zero_point, float qmax, bool hard, float* y) {
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    const float d = scale[c], z = zero_point[c];
+    for (int64_t i = begin; i < end; ++i) {
+      float h = hard ? (alpha[i] >= 0.0f ? 1.0f : 0.0f) : rectified_sigmoid(alpha[i]);
+      float level = std::min(qmax, std::max(0.0f, std::floor(w[i] / d) + h + z));
+      y[i] = (level - z) * d;
+    }
+  });
+}
+
+void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, const float* scale,
+                       const float* zero_point, float qmax, const float* dy, float* dalpha) {
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    const float d = scale[c], z = zero_point[c];
+    for (int64_t i = begin; i < end; ++i) {
+      float s = 1.0f / (1.0f + std::exp(-alpha[i]));
+      float raw = s * (kZeta - kGamma) + kGamma;
+      float h = std::min(1.0f, std::max(0.0f, raw));
+      float level = std::floor(w[i] / d) + h + z;
+      bool passes = level >= 0.0f && level <= qmax && raw >= 0.0f && raw <= 1.0f;
+      dalpha[i] = passes ? dy[i] * d * (kZeta - kGamma) * s * (1.0f - s) : 0.0f;
+    }
+  });
+}
+
+void adaround_regularizer(int64_t n, const float* alpha, float beta, float weight, float* value,
+                          float* dalpha) {
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {
+    float s = 1.0f / (1.0f + std::exp(-alpha[i]));
+    float raw = s * (kZeta - kGamma) + kGamma;
+    float h = std::min(1.0f, std::max(0.0f, raw));
+    float t = 2.0f * h - 1.0f, a = std::fabs(t);
+    total += 1.0f - std::pow(a, beta);
+    if (dalpha) {
+      bool passes = raw >= 0.0f && raw <= 1.0f && a > 0.0f;
+      // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h'
+      dalpha[i] = passes ? -weight * beta * std::pow(a, beta - 1.0f) * (t > 0 ? 1.0f : -1.0f) *
+                               2.0f * (kZeta - kGamma) * s * (1.0f - s)
+                         : 0.0f;
+    }
+  }
+  *value = static_cast<float>(weight * total);
+}
+
+void channel_minmax(const AxisGeom& g, const float* x, float* mn, float* mx) {
+  const int nt = omp_get_max_threads();
+  std::vector<float> lo(static_cast<size_t>(nt) * g.dim, INFINITY), hi(lo.size(), -INFINITY);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    size_t k = static_cast<size_t>(omp_get_thread_num()) * g.dim + c;
+    for (int64_t i = begin; i < end; ++i) {
+      lo[k] = std::min(lo[k], x[i]);
+      hi[k] = std::max(hi[k], x[i]);
+    }
+  });
+  for (int64_t c = 0; c < g.dim; ++c) {
+    mn[c] = INFINITY;
+    mx[c] = -INFINITY;
+    for (int t = 0; t < nt; ++t) {
+      mn[c] = std::min(mn[c], lo[static_cast<size_t>(t) * g.dim + c]);
+      mx[c] = std::max(mx[c], hi[static_cast<size_t>(t) * g.dim + c]);
+    }
+  }
+}
+
+// scores[c * K + k] = mean over channel c of |x - q_k(x)|^p where candidate k
+// shrinks the range [lo, hi] by (1 - 0.01 k), as the reference's MSE search.
+void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, const float* hi,
+                        int64_t n_candidates, float qmax, float p, float* scores) {
+  const int nt = omp_get_max_threads();
+  const int64_t K = n_candidates;
+  std::vector<double> partial(static_cast<size_t>(nt) * g.dim * K, 0.0);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
+    for (int64_t k = 0; k < K; ++k) {
+      float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));  // as Python computes it
+      float new_max = hi[c] * shrink, new_min = lo[c] * shrink;
+      float d = (new_max - new_min) / qmax;
+      if (!(d > 0.0f)) continue;  // constant channel: every candidate scores the same
+      float z = std::nearbyint(-new_min / d);
+      double s = 0.0;
+      for (int64_t i = begin; i < end; ++i) {
+        float level = std::min(qmax, std::max(0.0f, std::nearbyint(x[i] / d) + z));
+        float err = std::fabs(x[i] - (level - z) * d);
+        s += std::pow(err, p);
+      }
+      acc[k] += s;
+    }
+  });
+  const double count = static_cast<double>(g.outer * g.inner);
+  for (int64_t c = 0; c < g.dim; ++c)
+    for (int64_t k = 0; k < K; ++k) {
+      double s = 0.0;
+      for (int t = 0; t < nt; ++t) s += partial[(static_cast<size_t>(t) * g.dim + c) * K + k];
+      scores[c * K + k] = static_cast<float>(s / count);
+    }
+}
+
+}  // namespace pk::cpu

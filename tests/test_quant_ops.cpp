@@ -1,0 +1,193 @@
+// Quantization ops: fake quantization and AdaRound against plain references
+// of ALGORITHM.md's formulas. Rounding makes fake quantization piecewise
+// constant, so its straight-through gradients are checked against their
+// defining formulas; AdaRound's soft rounding and its regularizer are smooth
+// in alpha and are checked against finite differences.
+#include <cmath>
+
+#include "engine/ops_quant.h"
+#include "tests/testing.h"
+
+using namespace pk;
+using namespace pk::testing;
+
+namespace {
+
+struct Ref {
+  double value, dx, dscale;
+};
+
+// One element of the fake quantizer and its STE gradients.
+Ref fake_quant_ref(double x, double d, double z, double qmax) {
+  double u = x / static_cast<float>(d);
+  double r = std::nearbyint(static_cast<float>(u));
+  double level = r + z;
+  bool inside = level >= 0 && level <= qmax;
+  double clamped = std::min(qmax, std::max(0.0, level));
+  return {(clamped - z) * d, inside ? 1.0 : 0.0, inside ? r - u : clamped - z};
+}
+
+}  // namespace
+
+TEST_CASE("fake_quantize per tensor and per channel against the formula") {
+  Generator gen(11);
+  for (bool per_channel : {false, true}) {
+    for (int bits : {2, 3, 4, 8}) {
+      CAPTURE(per_channel);
+      CAPTURE(bits);
+      // NCHW activations quantized along axis 1 (or per tensor).
+      Tensor x = random_input({3, 4, 5, 2}, gen, -2.0f, 3.0f);
+      int64_t C = per_channel ? 4 : 1;
+      std::vector<float> d(C), z(C);
+      for (int64_t c = 0; c < C; ++c) {
+        d[c] = gen.uniform(0.05f, 0.4f);
+        z[c] = std::nearbyint(gen.uniform(0.0f, float((1 << bits) - 1)));
+      }
+      Tensor scale = Tensor::from_vector(d, {C}).set_requires_grad(true);
+      Tensor zp = Tensor::from_vector(z, {C});
+      Tensor w = gen.uniform_tensor(x.shape(), -1.0f, 1.0f);
+      Tensor y = fake_quantize(x, scale, zp, 1, bits);
+      y.backward(w);
+      std::vector<float> xv = x.to_vector(), wv = w.to_vector();
+      std::vector<double> ref(xv.size()), dx(xv.size()), ds(C, 0.0);
+      double qmax = (1 << bits) - 1;
+      for (size_t i = 0; i < xv.size(); ++i) {
+        int64_t c = per_channel ? (i / 10) % 4 : 0;
+        Ref r = fake_quant_ref(xv[i], d[c], z[c], qmax);
+        ref[i] = r.value;
+        dx[i] = wv[i] * r.dx;
+        ds[c] += wv[i] * r.dscale;
+      }
+      expect_close(y, ref, 1e-6, 1e-6, "fake quant value");
+      expect_close(x.grad(), dx, 1e-6, 1e-6, "fake quant dx");
+      expect_close(scale.grad(), ds, 1e-4, 1e-4, "fake quant dscale");
+    }
+  }
+}
+
+TEST_CASE("fake_quantize rounds half to even and saturates at the grid ends") {
+  Tensor x = Tensor::from_vector({0.5f, 1.5f, 2.5f, -0.5f, 100.0f, -100.0f}, {6});
+  Tensor scale = Tensor::from_vector({1.0f}, {1}), zp = Tensor::from_vector({2.0f}, {1});
+  // levels 0..7 with z = 2: representable values -2 .. 5
+  expect_close(fake_quantize(x, scale, zp, 0, 3), std::vector<double>{0, 2, 2, -0.0, 5, -2});
+}
+
+TEST_CASE("fake_quantize on token tensors along the last axis") {
+  Generator gen(12);
+  Tensor x = gen.uniform_tensor({2, 3, 5}, -1.0f, 1.0f);
+  std::vector<float> d = {0.1f, 0.2f, 0.05f, 0.3f, 0.15f}, z = {3, 4, 5, 6, 7};
+  Tensor y = fake_quantize(x, Tensor::from_vector(d, {5}), Tensor::from_vector(z, {5}), -1, 4);
+  std::vector<float> xv = x.to_vector();
+  std::vector<double> ref(xv.size());
+  for (size_t i = 0; i < xv.size(); ++i) ref[i] = fake_quant_ref(xv[i], d[i % 5], z[i % 5], 15).value;
+  expect_close(y, ref, 1e-6, 1e-6);
+}
+
+TEST_CASE("adaround soft and hard forward against the formula") {
+  Generator gen(13);
+  Tensor w = gen.uniform_tensor({4, 3, 2, 2}, -1.0f, 1.0f);
+  std::vector<float> d = {0.1f, 0.2f, 0.15f, 0.25f}, z = {7, 6, 8, 7};
+  Tensor scale = Tensor::from_vector(d, {4}), zp = Tensor::from_vector(z, {4});
+  Tensor alpha = gen.uniform_tensor(w.shape(), -4.0f, 4.0f);
+  std::vector<float> wv = w.to_vector(), av = alpha.to_vector();
+  std::vector<double> soft(wv.size()), hard(wv.size());
+  for (size_t i = 0; i < wv.size(); ++i) {
+    size_t c = i / 12;
+    double s = 1 / (1 + std::exp(-double(av[i])));
+    double h = std::min(1.0, std::max(0.0, s * 1.2 - 0.1));
+    double fl = std::floor(wv[i] / d[c]);
+    auto q = [&](double hh) { return (std::min(15.0, std::max(0.0, fl + hh + z[c])) - z[c]) * d[c]; };
+    soft[i] = q(h);
+    hard[i] = q(av[i] >= 0 ? 1.0 : 0.0);
+  }
+  expect_close(adaround_quantize(w, alpha, scale, zp, 4, false), soft, 1e-5, 1e-5, "soft");
+  expect_close(adaround_quantize(w, alpha, scale, zp, 4, true), hard, 1e-6, 1e-6, "hard");
+}
+
+TEST_CASE("adaround gradient to alpha against finite differences") {
+  Generator gen(14);
+  Tensor w = gen.uniform_tensor({3, 5}, -0.5f, 0.5f);
+  Tensor scale = Tensor::from_vector({0.1f, 0.07f, 0.12f}, {3});
+  Tensor zp = Tensor::from_vector({7, 8, 6}, {3});
+  // alphas away from the rectified sigmoid's flat ends (|alpha| < ~2.3)
+  Tensor alpha = random_input({3, 5}, gen, -1.5f, 1.5f);
+  expect_gradients([&](auto& in) { return adaround_quantize(w, in[0], scale, zp, 4, false); },
+                   {alpha}, {1e-3, 1e-4, 1e-2});
+}
+
+TEST_CASE("adaround init puts h(alpha) on the fractional part") {
+  Generator gen(15);
+  Tensor w = gen.uniform_tensor({3, 4}, -1.0f, 1.0f);
+  Tensor scale = Tensor::from_vector({0.1f, 0.3f, 0.07f}, {3});
+  Tensor zp = Tensor::from_vector({16, 16, 16}, {3});
+  Tensor alpha = adaround_init_alpha(w, scale);
+  // With h = r the soft quantizer reproduces W exactly (5 bits: all inside the grid).
+  expect_close(adaround_quantize(w, alpha, scale, zp, 5, false), w, 1e-5, 1e-4);
+}
+
+TEST_CASE("rounding regularizer value and gradient") {
+  Generator gen(16);
+  Tensor alpha = random_input({4, 6}, gen, -2.0f, 2.0f);
+  std::vector<float> av = alpha.to_vector();
+  for (float beta : {20.0f, 2.0f, 7.5f}) {
+    CAPTURE(beta);
+    double ref = 0;
+    std::vector<double> grad(av.size());
+    for (size_t i = 0; i < av.size(); ++i) {
+      double s = 1 / (1 + std::exp(-double(av[i])));
+      double h = std::min(1.0, std::max(0.0, s * 1.2 - 0.1));
+      double t = 2 * h - 1;
+      ref += 1 - std::pow(std::fabs(t), beta);
+      bool inside = s * 1.2 - 0.1 > 0 && s * 1.2 - 0.1 < 1;
+      grad[i] = inside ? -0.01 * beta * std::pow(std::fabs(t), beta - 1) * (t > 0 ? 1 : -1) * 2 *
+                             1.2 * s * (1 - s)
+                       : 0.0;
+    }
+    Tensor a = alpha.detach().set_requires_grad(true);
+    Tensor loss = adaround_round_loss(a, beta, 0.01f);
+    CHECK(loss.item() == doctest::Approx(0.01 * ref).epsilon(1e-5));
+    loss.backward();
+    expect_close(a.grad(), grad, 1e-7, 1e-4, "regularizer gradient formula");
+    // Finite differences where the curvature allows a usable step, away from
+    // the flat ends of h; weight 1 keeps the objective large against float32 noise.
+    if (beta < 10.0f) {
+      Tensor inner = random_input({2, 3}, gen, -1.5f, 1.5f);  // few terms: small objective
+      expect_gradients([beta](auto& in) { return adaround_round_loss(in[0], beta, 1.0f); },
+                       {inner}, {3e-3, 2e-4, 1e-2});
+    }
+  }
+}
+
+TEST_CASE("channel range and MSE candidate scores against a reference") {
+  Generator gen(17);
+  Tensor x = gen.uniform_tensor({5, 3, 7}, -2.0f, 1.0f);  // channels along axis 1
+  ChannelRange r = channel_range(x, 1, true);
+  std::vector<float> xv = x.to_vector();
+  for (int c = 0; c < 3; ++c) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (int o = 0; o < 5; ++o)
+      for (int i = 0; i < 7; ++i) {
+        mn = std::min(mn, xv[(o * 3 + c) * 7 + i]);
+        mx = std::max(mx, xv[(o * 3 + c) * 7 + i]);
+      }
+    CHECK(r.min[c] == mn);
+    CHECK(r.max[c] == mx);
+  }
+  std::vector<float> scores = quant_range_scores(x, 1, true, r, 80, 3, 2.4f);
+  for (int c = 0; c < 3; ++c)
+    for (int k : {0, 13, 79}) {
+      float shrink = static_cast<float>(1.0 - 0.01 * k);
+      float hi = r.max[c] * shrink, lo = r.min[c] * shrink;
+      float d = (hi - lo) / 7.0f, z = std::nearbyint(-lo / d);
+      double s = 0;
+      for (int o = 0; o < 5; ++o)
+        for (int i = 0; i < 7; ++i) {
+          float v = xv[(o * 3 + c) * 7 + i];
+          s += std::pow(std::fabs(v - fake_quant_ref(v, d, z, 7).value), 2.4);
+        }
+      CHECK(scores[c * 80 + k] == doctest::Approx(s / 35).epsilon(1e-4));
+    }
+  ChannelRange all = channel_range(x, 1, false);
+  CHECK(all.min.size() == 1);
+  CHECK(all.min[0] == *std::min_element(xv.begin(), xv.end()));
+}

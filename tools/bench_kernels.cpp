@@ -1,0 +1,110 @@
+// Kernel throughput benchmark (not a test): GEMM and conv2d forward/backward
+// GFLOP/s of the CPU backend on ResNet-18-like shapes, from the median wall
+// time over a few repetitions after one warm-up run.
+//
+// Usage: bench_kernels [--threads N] [--quick]
+//   --threads N  OpenMP (and so Eigen) thread count; default: OpenMP's.
+//   --quick      batch 4 instead of 16 and fewer repetitions.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace {
+
+std::vector<float> random_buffer(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Median wall time in seconds of `reps` runs of f, after one warm-up run.
+double median_seconds(int reps, const std::function<void()>& f) {
+  f();
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    f();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void bench_gemm(const char* label, int64_t M, int64_t N, int64_t K, int reps, std::mt19937& rng) {
+  std::vector<float> a = random_buffer(M * K, rng), b = random_buffer(K * N, rng), c(M * N);
+  double s = median_seconds(reps, [&] {
+    pk::cpu::gemm(false, false, M, N, K, 1.0f, a.data(), b.data(), 0.0f, c.data(), 1, 0, 0, 0);
+  });
+  std::printf("  %-34s %5ldx%5ldx%5ld  %8.2f ms  %7.1f GFLOP/s\n", label, static_cast<long>(M),
+              static_cast<long>(N), static_cast<long>(K), s * 1e3, 2.0 * M * N * K / s * 1e-9);
+}
+
+void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, int64_t k,
+                int64_t stride, int64_t groups, int reps, std::mt19937& rng) {
+  pk::ConvGeom g{};
+  g.N = N, g.C = C, g.H = g.W = HW, g.O = O, g.KH = g.KW = k;
+  g.stride_h = g.stride_w = stride, g.pad_h = g.pad_w = k / 2, g.dil_h = g.dil_w = 1;
+  g.groups = groups;
+  g.OH = g.OW = (HW + 2 * (k / 2) - k) / stride + 1;
+  std::vector<float> x = random_buffer(N * C * HW * HW, rng);
+  std::vector<float> w = random_buffer(O * (C / groups) * k * k, rng);
+  std::vector<float> bias = random_buffer(O, rng);
+  std::vector<float> dy = random_buffer(N * O * g.OH * g.OW, rng);
+  std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
+  // Each of the three passes is one multiply-add per (output, tap) pair.
+  const double gflop = 2.0 * N * O * g.OH * g.OW * (C / groups) * k * k * 1e-9;
+  double fwd = median_seconds(reps, [&] { pk::cpu::conv2d_forward(g, x.data(), w.data(), bias.data(), y.data()); });
+  double bwd_data = median_seconds(reps, [&] { pk::cpu::conv2d_backward_data(g, dy.data(), w.data(), dx.data()); });
+  double bwd_weight = median_seconds(reps, [&] { pk::cpu::conv2d_backward_weight(g, x.data(), dy.data(), dw.data()); });
+  std::printf("  %-34s %8.2f ms %6.1f | %8.2f ms %6.1f | %8.2f ms %6.1f\n", label, fwd * 1e3,
+              gflop / fwd, bwd_data * 1e3, gflop / bwd_data, bwd_weight * 1e3, gflop / bwd_weight);
+}
+
+[[noreturn]] void usage(const char* argv0) {
+  std::fprintf(stderr, "usage: %s [--threads N] [--quick]\n", argv0);
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+      int threads = std::atoi(argv[++i]);
+      if (threads < 1) usage(argv[0]);
+      omp_set_num_threads(threads);
+    } else {
+      usage(argv[0]);
+    }
+  }
+  const int reps = quick ? 3 : 7;
+  const int64_t batch = quick ? 4 : 16;
+  std::mt19937 rng(1);
+  std::printf("threads %d, %d repetitions (median)\n", omp_get_max_threads(), reps);
+
+  std::printf("GEMM (row-major C = A B)               M x    N x    K\n");
+  bench_gemm("square 512", 512, 512, 512, reps, rng);
+  bench_gemm("square 1024", 1024, 1024, 1024, reps, rng);
+  bench_gemm("resnet18 layer1 conv as GEMM", 64, 3136, 576, reps, rng);
+
+  std::printf("conv2d, batch %ld                      forward GFLOP/s | backward data  | backward weight\n",
+              static_cast<long>(batch));
+  bench_conv("64->64 3x3 at 56x56", batch, 64, 56, 64, 3, 1, 1, reps, rng);
+  bench_conv("128->128 3x3 at 28x28", batch, 128, 28, 128, 3, 1, 1, reps, rng);
+  bench_conv("depthwise 32ch 3x3 at 112x112", batch, 32, 112, 32, 3, 1, 32, reps, rng);
+  return 0;
+}

@@ -1,0 +1,170 @@
+#include "tools/data/dataset.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <stdexcept>
+
+#include "engine/rng.h"
+
+namespace pk::data {
+
+namespace fs = std::filesystem;
+
+// ---- ImageFolder ----
+
+namespace {
+
+std::string lowercase_extension(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+bool is_jpeg(const std::string& ext) { return ext == ".jpg" || ext == ".jpeg"; }
+
+// torchvision's IMG_EXTENSIONS that we cannot decode.
+bool is_other_image(const std::string& ext) {
+  static const char* const kOthers[] = {".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+  return std::find(std::begin(kOthers), std::end(kOthers), ext) != std::end(kOthers);
+}
+
+// torchvision: for root, _, fnames in sorted(os.walk(class_dir, followlinks=True)):
+//                for fname in sorted(fnames): ...
+// std::string compares bytes as unsigned char, which is Python's code point
+// order for UTF-8 names.
+std::vector<std::string> class_images(const fs::path& class_dir) {
+  std::vector<std::string> directories = {class_dir.string()};
+  for (const auto& entry :
+       fs::recursive_directory_iterator(class_dir, fs::directory_options::follow_directory_symlink))
+    if (entry.is_directory()) directories.push_back(entry.path().string());
+  std::sort(directories.begin(), directories.end());
+
+  std::vector<std::string> images;
+  for (const std::string& directory : directories) {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(directory))
+      if (!entry.is_directory()) names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      const fs::path path = fs::path(directory) / name;
+      const std::string ext = lowercase_extension(path);
+      if (is_other_image(ext))
+        throw std::runtime_error("ImageFolder: " + path.string() +
+                                 ": only JPEG images (.jpg, .jpeg) are supported");
+      if (is_jpeg(ext)) images.push_back(path.string());
+    }
+  }
+  return images;
+}
+
+}  // namespace
+
+ImageFolder scan_image_folder(const std::string& dataset_path, const std::string& split) {
+  const fs::path directory = fs::path(dataset_path) / split;
+  std::error_code error;
+  if (!fs::is_directory(directory, error))
+    throw std::runtime_error("ImageFolder: " + directory.string() +
+                             " is not a directory (expected <dataset_path>/" + split +
+                             "/<class>/<image>.jpg)");
+  ImageFolder folder;
+  folder.directory = directory.string();
+  for (const auto& entry : fs::directory_iterator(directory))
+    if (entry.is_directory()) folder.classes.push_back(entry.path().filename().string());
+  std::sort(folder.classes.begin(), folder.classes.end());
+  if (folder.classes.empty())
+    throw std::runtime_error("ImageFolder: " + folder.directory +
+                             " has no class folders (expected <class>/<image>.jpg inside)");
+
+  std::string empty_classes;
+  for (size_t label = 0; label < folder.classes.size(); ++label) {
+    const std::vector<std::string> images = class_images(directory / folder.classes[label]);
+    if (images.empty()) empty_classes += (empty_classes.empty() ? "" : ", ") + folder.classes[label];
+    for (const std::string& path : images)
+      folder.samples.push_back({path, static_cast<int64_t>(label)});
+  }
+  if (!empty_classes.empty())
+    throw std::runtime_error("ImageFolder: no JPEG image in the class folder(s) " + empty_classes +
+                             " of " + folder.directory);
+  return folder;
+}
+
+// ---- preprocessing ----
+
+int PreprocessConfig::scale_size() const {
+  return static_cast<int>(std::floor(input_size / crop_pct));
+}
+
+void preprocess(const Image& image, const PreprocessConfig& config, float* out) {
+  const int size = config.input_size;
+  const Image resized = resize_shorter_side(image, config.scale_size(), config.interpolation);
+  const Image cropped = center_crop(resized, size, size);
+  const size_t plane = static_cast<size_t>(size) * size;
+  for (int c = 0; c < 3; ++c) {
+    // Same float32 operations as ToTensor then Normalize (divide, subtract,
+    // divide), so values match torchvision bit for bit.
+    const float mean = config.mean[c], stddev = config.stddev[c];
+    float* dst = out + c * plane;
+    for (size_t i = 0; i < plane; ++i)
+      dst[i] = (static_cast<float>(cropped.pixels[i * 3 + c]) / 255.0f - mean) / stddev;
+  }
+}
+
+Tensor preprocess(const Image& image, const PreprocessConfig& config) {
+  Tensor out = Tensor::empty({3, config.input_size, config.input_size});
+  preprocess(image, config, out.data());
+  return out;
+}
+
+// ---- batches ----
+
+Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
+                 const PreprocessConfig& config) {
+  check(begin < end && end <= samples.size(),
+        "load_batch: range [" + std::to_string(begin) + ", " + std::to_string(end) +
+            ") is empty or outside the " + std::to_string(samples.size()) + " samples");
+  const int64_t count = static_cast<int64_t>(end - begin);
+  const int64_t size = config.input_size;
+  Batch batch;
+  batch.images = Tensor::empty({count, 3, size, size});
+  float* images = batch.images.data();
+  std::vector<int64_t> labels(count);
+  std::vector<std::string> errors(count);
+  // Exceptions must not leave an OpenMP region: collect them per image.
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < count; ++i) {
+    const Sample& sample = samples[begin + i];
+    labels[i] = sample.label;
+    try {
+      preprocess(read_jpeg(sample.path), config, images + i * 3 * size * size);
+    } catch (const std::exception& e) {
+      errors[i] = e.what();
+    }
+  }
+  for (const std::string& error : errors)
+    if (!error.empty()) throw std::runtime_error("load_batch: " + error);
+  batch.labels = Tensor::from_int64(labels, {count});
+  return batch;
+}
+
+// ---- calibration sampling ----
+
+std::vector<Sample> sample_calibration(const std::vector<Sample>& samples, int64_t count,
+                                       uint64_t seed) {
+  const int64_t n = static_cast<int64_t>(samples.size());
+  check(count > 0 && count <= n, "sample_calibration: cannot draw " + std::to_string(count) +
+                                     " distinct images from " + std::to_string(n));
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  Generator generator(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[generator.randint(i + 1)]);
+  std::vector<Sample> chosen;
+  chosen.reserve(count);
+  for (int64_t i = 0; i < count; ++i) chosen.push_back(samples[order[i]]);
+  return chosen;
+}
+
+}  // namespace pk::data

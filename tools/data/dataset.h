@@ -1,0 +1,73 @@
+// Datasets in torchvision's ImageFolder layout, timm's evaluation transform,
+// parallel batch loading and seeded calibration sampling.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "tools/data/image.h"
+
+namespace pk::data {
+
+struct Sample {
+  std::string path;
+  int64_t label = 0;
+};
+
+struct ImageFolder {
+  std::string directory;             // <dataset_path>/<split>
+  std::vector<std::string> classes;  // classes[label] = class folder name
+  std::vector<Sample> samples;       // class by class, in torchvision's file order
+};
+
+// Scans <dataset_path>/<split>/<class>/... exactly as torchvision's
+// ImageFolder does: classes are the subfolder names in byte order (label =
+// position); within a class, files of every nested folder, folders in path
+// order and names sorted within each folder. Files ending in .jpg/.jpeg (any
+// case) are images; other files are skipped, except other image formats
+// torchvision would load (.png, .bmp, ...), which are an error rather than a
+// silently different dataset. Throws std::runtime_error when the folder is
+// missing, has no class folders, or a class has no image.
+ImageFolder scan_image_folder(const std::string& dataset_path, const std::string& split);
+
+// timm's evaluation preprocessing (the `pretrained_cfg` fields of a model;
+// nets/net.h's Preprocess holds the same fields as read from config.json).
+struct PreprocessConfig {
+  int input_size = 224;
+  double crop_pct = 0.875;
+  Interpolation interpolation = Interpolation::Bilinear;
+  std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};
+  std::array<float, 3> stddev = {0.229f, 0.224f, 0.225f};
+
+  // timm: floor(input_size / crop_pct), the shorter side before cropping.
+  int scale_size() const;
+};
+
+// timm's eval transform on a decoded image: Resize(scale_size) of the shorter
+// side, CenterCrop(input_size), ToTensor (x / 255) and Normalize ((x - mean)
+// / std), all in float32 as torchvision computes them. Writes
+// 3 * input_size * input_size floats, channel-major (CHW), to `out`.
+void preprocess(const Image& image, const PreprocessConfig& config, float* out);
+Tensor preprocess(const Image& image, const PreprocessConfig& config);  // [3, S, S]
+
+struct Batch {
+  Tensor images;  // float32 [B, 3, S, S]
+  Tensor labels;  // int64 [B]
+};
+
+// Decodes and preprocesses samples[begin, end) on all OpenMP threads. Each
+// image is independent, so the result does not depend on the thread count.
+// A failing image throws std::runtime_error naming the first such sample.
+Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
+                 const PreprocessConfig& config);
+
+// `count` distinct samples drawn with pk::Generator(seed): a Fisher-Yates
+// shuffle of the indices 0..n-1 (for i = n-1 down to 1, swap i with
+// randint(i + 1)), then the first `count` shuffled indices, in that order.
+std::vector<Sample> sample_calibration(const std::vector<Sample>& samples, int64_t count,
+                                       uint64_t seed);
+
+}  // namespace pk::data
