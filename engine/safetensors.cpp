@@ -66,9 +66,14 @@ class MappedFile {
   uint64_t size_ = 0;
 };
 
+// U8 is no checkpoint dtype (StoredDType): packptq writes it for quantized
+// weight codes and reads it back as int64.
+constexpr const char* kU8 = "U8";
+
 struct TensorEntry {
   std::string name;
-  StoredDType dtype;
+  std::string dtype_name;
+  std::optional<StoredDType> dtype;  // unset: U8
   Shape shape;
   uint64_t begin, end;  // relative to the data section
 };
@@ -105,15 +110,14 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
 
   TensorEntry entry;
   entry.name = name;
-  const std::string dtype_name = dtype_it->get<std::string>();
-  std::optional<StoredDType> dtype = parse_dtype(dtype_name);
-  if (!dtype)
-    throw_checkpoint_error(path, "unsupported dtype '" + dtype_name + "' of tensor '" + name +
-                                     "' (supported: F32, F16, BF16, F64, I64, I32)");
-  entry.dtype = *dtype;
+  entry.dtype_name = dtype_it->get<std::string>();
+  entry.dtype = parse_dtype(entry.dtype_name);
+  if (!entry.dtype && entry.dtype_name != kU8)
+    throw_checkpoint_error(path, "unsupported dtype '" + entry.dtype_name + "' of tensor '" +
+                                     name + "' (supported: F32, F16, BF16, F64, I64, I32, U8)");
 
   // Byte size with overflow checks: a corrupt shape must not wrap around.
-  uint64_t bytes = stored_dtype_size(entry.dtype);
+  uint64_t bytes = entry.dtype ? stored_dtype_size(*entry.dtype) : 1;
   for (const json& dim : *shape_it) {
     if (!dim.is_number_unsigned() ||
         dim.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
@@ -135,7 +139,7 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
                                      std::to_string(data_size) +
                                      " bytes (truncated file or corrupt header)");
   if (entry.end - entry.begin != bytes)
-    bad(std::string(stored_dtype_name(entry.dtype)) + " shape " + shape_str(entry.shape) +
+    bad(entry.dtype_name + " shape " + shape_str(entry.shape) +
         " needs " + std::to_string(bytes) + " bytes but data_offsets " + offsets + " span " +
         std::to_string(entry.end - entry.begin));
   return entry;
@@ -254,9 +258,16 @@ TensorMap load_safetensors(const std::string& path) {
   Header header = parse_header(path, file);
   const uint8_t* data = file.data() + header.data_start;
   TensorMap tensors;
-  for (const TensorEntry& t : header.tensors)
-    tensors[t.name] =
-        decode_strided(data + t.begin, t.dtype, t.shape, contiguous_strides(t.shape), 0);
+  for (const TensorEntry& t : header.tensors) {
+    if (t.dtype) {
+      tensors[t.name] =
+          decode_strided(data + t.begin, *t.dtype, t.shape, contiguous_strides(t.shape), 0);
+      continue;
+    }
+    Tensor codes = Tensor::empty(t.shape, DType::I64);
+    std::copy(data + t.begin, data + t.end, codes.data_i64());  // U8 -> int64
+    tensors[t.name] = codes;
+  }
   return tensors;
 }
 
@@ -266,7 +277,16 @@ std::map<std::string, std::string> load_safetensors_metadata(const std::string& 
 }
 
 void save_safetensors(const std::string& path, const TensorMap& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const std::set<std::string>& as_u8) {
+  for (const std::string& name : as_u8) {
+    auto it = tensors.find(name);
+    if (it == tensors.end())
+      throw_checkpoint_error(path, "cannot save tensor '" + name + "' as U8: no such tensor");
+    if (it->second.defined() && it->second.dtype() != DType::I64)
+      throw_checkpoint_error(path, "cannot save tensor '" + name + "' as U8: it is " +
+                                       it->second.describe() + ", not int64");
+  }
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -276,9 +296,10 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
                                    "safetensors format)");
     if (!tensor.defined())
       throw_checkpoint_error(path, "cannot save tensor '" + name + "': undefined tensor");
-    const uint64_t bytes = tensor.numel() * dtype_size(tensor.dtype());
+    const bool u8 = as_u8.count(name) > 0;
+    const uint64_t bytes = tensor.numel() * (u8 ? 1 : dtype_size(tensor.dtype()));
     json entry = json::object();
-    entry["dtype"] = tensor.dtype() == DType::F32 ? "F32" : "I64";
+    entry["dtype"] = u8 ? kU8 : tensor.dtype() == DType::F32 ? "F32" : "I64";
     entry["shape"] = tensor.shape();
     entry["data_offsets"] = json::array({offset, offset + bytes});
     header[name] = std::move(entry);
@@ -293,7 +314,20 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   file.write(text.data(), text.size());
   for (const auto& [name, tensor] : tensors) {
     Tensor host = tensor.to(Device::CPU);  // one tensor at a time: no second copy of the model
-    file.write(host.raw_data(), host.numel() * dtype_size(host.dtype()));
+    if (as_u8.count(name) == 0) {
+      file.write(host.raw_data(), host.numel() * dtype_size(host.dtype()));
+      continue;
+    }
+    const int64_t* values = host.data_i64();
+    std::vector<uint8_t> bytes(static_cast<size_t>(host.numel()));
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      if (values[i] < 0 || values[i] > 255)
+        throw_checkpoint_error(path, "cannot save tensor '" + name + "' as U8: element " +
+                                         std::to_string(i) + " is " + std::to_string(values[i]) +
+                                         ", outside [0, 255]");
+      bytes[i] = static_cast<uint8_t>(values[i]);
+    }
+    file.write(bytes.data(), bytes.size());
   }
   file.commit();
 }

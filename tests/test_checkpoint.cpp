@@ -420,9 +420,9 @@ TEST_CASE("safetensors: bad files give errors naming the file and the problem") 
     expect_error([&] { load_safetensors(path); }, {path, "'x'", "'y'", "overlap"});
   }
   SUBCASE("unsupported dtype") {
-    write_safetensors_raw(path, R"({"m":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
+    write_safetensors_raw(path, R"({"m":{"dtype":"BOOL","shape":[4],"data_offsets":[0,4]}})",
                           std::string(4, '\0'));
-    expect_error([&] { load_safetensors(path); }, {path, "unsupported dtype 'U8'", "'m'"});
+    expect_error([&] { load_safetensors(path); }, {path, "unsupported dtype 'BOOL'", "'m'"});
   }
   SUBCASE("header that is not JSON") {
     write_safetensors_raw(path, "{not json}", "");

@@ -5,6 +5,7 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET GLOBAL libturbojpeg)
 pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET GLOBAL libzip)
+find_package(ZLIB REQUIRED)  # Fashion-MNIST .gz files of the default run
 if(PACKPTQ_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()

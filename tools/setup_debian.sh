@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev     # config.json, reports, safetensors headers
   libturbojpeg0-dev      # JPEG decoding
   libzip-dev             # PyTorch zip checkpoints
+  zlib1g-dev             # Fashion-MNIST .gz files of the default run
   dataset-fashion-mnist  # data of the built-in default run
 )
 

@@ -71,15 +71,15 @@ struct GroupGemm {
 };
 
 // col[(c, kh, kw), (oh, ow)] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw], 0 in the padding.
-// x points at the group's first channel of one sample.
-void im2col(const ConvGeom& g, int64_t Cg, const float* x, float* col, bool parallel) {
-  const int64_t P = g.OH * g.OW;
+// x points at the group's first channel of one sample; rows of col are `ld`
+// floats apart (P for one sample, N * P when samples sit side by side).
+void im2col(const ConvGeom& g, int64_t Cg, const float* x, float* col, int64_t ld, bool parallel) {
 #pragma omp parallel for if (parallel)
   for (int64_t c = 0; c < Cg; ++c) {
     const float* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        float* row = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        float* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t w_off = kw * g.dil_w - g.pad_w;
         const ValidRange ow_range = valid_range(w_off, g.stride_w, g.W, g.OW);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -106,8 +106,8 @@ void im2col(const ConvGeom& g, int64_t Cg, const float* x, float* col, bool para
 
 // Adjoint of im2col: dx = sum of col entries over every position that read
 // each input element. Overwrites dx (the group's channels of one sample).
-void col2im(const ConvGeom& g, int64_t Cg, const float* col, float* dx, bool parallel) {
-  const int64_t P = g.OH * g.OW;
+void col2im(const ConvGeom& g, int64_t Cg, const float* col, int64_t ld, float* dx,
+            bool parallel) {
   // One thread per channel: the rows of a channel all write its plane.
 #pragma omp parallel for if (parallel)
   for (int64_t c = 0; c < Cg; ++c) {
@@ -115,7 +115,7 @@ void col2im(const ConvGeom& g, int64_t Cg, const float* col, float* dx, bool par
     std::fill(dxc, dxc + g.H * g.W, 0.0f);
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const float* row = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        const float* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t w_off = kw * g.dil_w - g.pad_w;
         const ValidRange ow_range = valid_range(w_off, g.stride_w, g.W, g.OW);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -146,6 +146,77 @@ void run_jobs(Schedule schedule, int64_t jobs, int64_t scratch_floats, const Job
     std::vector<float> scratch(scratch_floats);
     const bool inner_parallel = schedule == Schedule::ParallelInsideJobs;
     for (int64_t j = 0; j < jobs; ++j) job(j, scratch.data(), 0, inner_parallel);
+  }
+}
+
+// ---- small output planes: all samples in one GEMM per group ----
+// Late stages of a network on small images have planes of a few pixels; N
+// thin [Og, K] x [K, P] products would run far below GEMM speed, so the
+// samples sit side by side: [Og, K] x [K, N * P].
+
+constexpr int64_t kBatchedMaxPlane = 64;
+
+bool use_batched(const ConvGeom& g, const GroupGemm& s) { return s.P < kBatchedMaxPlane && g.N > 1; }
+
+// cols[K, N * P] of group grp.
+void batched_im2col(const ConvGeom& g, const GroupGemm& s, int64_t grp, const float* x,
+                    float* cols) {
+  const int64_t ld = g.N * s.P;
+#pragma omp parallel for if (g.N * s.K * s.P >= kParallelMinMacs)
+  for (int64_t n = 0; n < g.N; ++n)
+    im2col(g, s.Cg, x + (n * g.C + grp * s.Cg) * s.HW, cols + n * s.P, ld, false);
+}
+
+// Moves group grp's outputs between [N, O, P] (tensor) and [Og, N * P] (GEMM) order.
+void gather_outputs(const ConvGeom& g, const GroupGemm& s, int64_t grp, const float* t, float* m) {
+  for (int64_t o = 0; o < s.Og; ++o)
+    for (int64_t n = 0; n < g.N; ++n)
+      std::memcpy(m + o * g.N * s.P + n * s.P, t + (n * g.O + grp * s.Og + o) * s.P,
+                  sizeof(float) * s.P);
+}
+
+void batched_forward(const ConvGeom& g, const GroupGemm& s, const float* x, const float* w,
+                     const float* bias, float* y) {
+  const int64_t NP = g.N * s.P;
+  std::vector<float> cols(s.K * NP), out(s.Og * NP);
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    batched_im2col(g, s, grp, x, cols.data());
+    Map(out.data(), s.Og, NP).noalias() =
+        ConstMap(w + grp * s.Og * s.K, s.Og, s.K) * ConstMap(cols.data(), s.K, NP);
+    for (int64_t o = 0; o < s.Og; ++o) {
+      const float b = bias ? bias[grp * s.Og + o] : 0.0f;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const float* src = out.data() + o * NP + n * s.P;
+        float* dst = y + (n * g.O + grp * s.Og + o) * s.P;
+        for (int64_t p = 0; p < s.P; ++p) dst[p] = src[p] + b;
+      }
+    }
+  }
+}
+
+void batched_backward_data(const ConvGeom& g, const GroupGemm& s, const float* dy,
+                           const float* w, float* dx) {
+  const int64_t NP = g.N * s.P;
+  std::vector<float> dys(s.Og * NP), dcols(s.K * NP);
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    gather_outputs(g, s, grp, dy, dys.data());
+    Map(dcols.data(), s.K, NP).noalias() =
+        ConstMap(w + grp * s.Og * s.K, s.Og, s.K).transpose() * ConstMap(dys.data(), s.Og, NP);
+#pragma omp parallel for if (g.N * s.K * s.P >= kParallelMinMacs)
+    for (int64_t n = 0; n < g.N; ++n)
+      col2im(g, s.Cg, dcols.data() + n * s.P, NP, dx + (n * g.C + grp * s.Cg) * s.HW, false);
+  }
+}
+
+void batched_backward_weight(const ConvGeom& g, const GroupGemm& s, const float* x,
+                             const float* dy, float* dw) {
+  const int64_t NP = g.N * s.P;
+  std::vector<float> dys(s.Og * NP), cols(s.K * NP);
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    batched_im2col(g, s, grp, x, cols.data());
+    gather_outputs(g, s, grp, dy, dys.data());
+    Map(dw + grp * s.Og * s.K, s.Og, s.K).noalias() =
+        ConstMap(dys.data(), s.Og, NP) * ConstMap(cols.data(), s.K, NP).transpose();
   }
 }
 
@@ -263,11 +334,12 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
   if (g.N == 0 || g.O == 0 || g.OH == 0 || g.OW == 0) return;
   if (is_depthwise(g)) return depthwise_forward(g, x, w, bias, y);
   const GroupGemm s(g);
+  if (use_batched(g, s)) return batched_forward(g, s, x, w, bias, y);
   run_jobs(s.schedule, s.jobs, s.pointwise ? 0 : s.K * s.P,
            [&](int64_t job, float* col, int, bool inner_parallel) {
              const int64_t n = job / g.groups, grp = job % g.groups;
              const float* xg = x + (n * g.C + grp * s.Cg) * s.HW;
-             if (!s.pointwise) im2col(g, s.Cg, xg, col, inner_parallel);
+             if (!s.pointwise) im2col(g, s.Cg, xg, col, s.P, inner_parallel);
              ConstMap cols(s.pointwise ? xg : col, s.K, s.P);
              ConstMap wg(w + grp * s.Og * s.K, s.Og, s.K);
              Map yg(y + (n * g.O + grp * s.Og) * s.P, s.Og, s.P);
@@ -284,6 +356,7 @@ void conv2d_backward_data(const ConvGeom& g, const float* dy, const float* w, fl
   if (g.N == 0 || g.C == 0 || g.H == 0 || g.W == 0) return;
   if (is_depthwise(g)) return depthwise_backward_data(g, dy, w, dx);
   const GroupGemm s(g);
+  if (use_batched(g, s)) return batched_backward_data(g, s, dy, w, dx);
   run_jobs(s.schedule, s.jobs, s.pointwise ? 0 : s.K * s.P,
            [&](int64_t job, float* col, int, bool inner_parallel) {
              const int64_t n = job / g.groups, grp = job % g.groups;
@@ -294,7 +367,7 @@ void conv2d_backward_data(const ConvGeom& g, const float* dy, const float* w, fl
                Map(dxg, s.K, s.P).noalias() = wg.transpose() * dyg;
              } else {
                Map(col, s.K, s.P).noalias() = wg.transpose() * dyg;
-               col2im(g, s.Cg, col, dxg, inner_parallel);
+               col2im(g, s.Cg, col, s.P, dxg, inner_parallel);
              }
            });
 }
@@ -305,6 +378,7 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
   std::fill(dw, dw + weight_size, 0.0f);
   if (g.N == 0 || g.OH == 0 || g.OW == 0) return;
   if (is_depthwise(g)) return depthwise_backward_weight(g, x, dy, dw);
+  if (use_batched(g, s)) return batched_backward_weight(g, s, x, dy, dw);
   // Samples are summed into dw. Parallel jobs each accumulate into their
   // thread's copy (thread 0 into dw itself), added up at the end.
   const int64_t copies = s.schedule == Schedule::ParallelJobs ? omp_get_max_threads() - 1 : 0;
@@ -313,7 +387,7 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
            [&](int64_t job, float* col, int thread, bool inner_parallel) {
              const int64_t n = job / g.groups, grp = job % g.groups;
              const float* xg = x + (n * g.C + grp * s.Cg) * s.HW;
-             if (!s.pointwise) im2col(g, s.Cg, xg, col, inner_parallel);
+             if (!s.pointwise) im2col(g, s.Cg, xg, col, s.P, inner_parallel);
              ConstMap cols(s.pointwise ? xg : col, s.K, s.P);
              ConstMap dyg(dy + (n * g.O + grp * s.Og) * s.P, s.Og, s.P);
              float* acc = thread == 0 ? dw : partial.data() + (thread - 1) * weight_size;

@@ -1,0 +1,58 @@
+// Broadcast index arithmetic on the device: the strides a broadcast operand
+// walks per output dim (0 on broadcast dims), set up on the host.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace pk::cuda {
+
+struct BroadcastIndex {
+  int ndim;
+  bool trivial;  // every operand has the output's shape: offsets equal the index
+  int64_t out[kMaxDims];
+  int64_t stride_a[kMaxDims];
+  int64_t stride_b[kMaxDims];
+};
+
+// Element strides of `shape` broadcast to `out` (0 where shape broadcasts).
+inline void broadcast_strides(int ndim, const int64_t* shape, const int64_t* out,
+                              int64_t* strides) {
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    strides[d] = (shape[d] == 1 && out[d] != 1) ? 0 : s;
+    s *= shape[d];
+  }
+}
+
+inline BroadcastIndex make_broadcast_index(const BroadcastShape& s) {
+  BroadcastIndex g{};
+  g.ndim = s.ndim;
+  g.trivial = true;
+  for (int d = 0; d < s.ndim; ++d) {
+    g.out[d] = s.out[d];
+    if (s.a[d] != s.out[d] || s.b[d] != s.out[d]) g.trivial = false;
+  }
+  broadcast_strides(s.ndim, s.a, s.out, g.stride_a);
+  broadcast_strides(s.ndim, s.b, s.out, g.stride_b);
+  return g;
+}
+
+// Offsets into operands a and b of output element i.
+__device__ inline void broadcast_offsets(const BroadcastIndex& g, int64_t i, int64_t& offset_a,
+                                         int64_t& offset_b) {
+  if (g.trivial) {
+    offset_a = offset_b = i;
+    return;
+  }
+  offset_a = offset_b = 0;
+  for (int d = g.ndim - 1; d >= 0; --d) {
+    const int64_t idx = i % g.out[d];
+    i /= g.out[d];
+    offset_a += idx * g.stride_a[d];
+    offset_b += idx * g.stride_b[d];
+  }
+}
+
+}  // namespace pk::cuda

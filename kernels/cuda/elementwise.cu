@@ -1,0 +1,205 @@
+// Element-wise CUDA kernels: unary math, broadcasting binary ops, select.
+// The formulas mirror kernels/cpu/elementwise.cpp term by term.
+#include "kernels/cuda/broadcast.cuh"
+#include "kernels/cuda/common.cuh"
+
+namespace pk::cuda {
+
+namespace {
+
+constexpr float kSqrtHalf = 0.70710678118654752f;      // 1 / sqrt(2)
+constexpr float kInvSqrtTwoPi = 0.39894228040143268f;  // 1 / sqrt(2 pi)
+
+__device__ inline float unary_value(UnaryOp op, float x, float p0, float p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Exp: return expf(x);
+    case UnaryOp::Log: return logf(x);
+    case UnaryOp::Sqrt: return sqrtf(x);
+    case UnaryOp::Pow: return powf(x, p0);
+    case UnaryOp::AddScalar: return x + p0;
+    case UnaryOp::MulScalar: return x * p0;
+    case UnaryOp::Relu: return x > 0.0f ? x : 0.0f;
+    case UnaryOp::Relu6: return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+    case UnaryOp::Gelu: return 0.5f * x * (1.0f + erff(x * kSqrtHalf));
+    case UnaryOp::Sigmoid: return 1.0f / (1.0f + expf(-x));
+    case UnaryOp::Clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
+    case UnaryOp::RoundSTE: return rintf(x);  // half to even
+    case UnaryOp::FloorSTE: return floorf(x);
+    case UnaryOp::Abs: return fabsf(x);
+  }
+  return 0.0f;
+}
+
+// d op(x) / dx
+__device__ inline float unary_derivative(UnaryOp op, float x, float p0, float p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -1.0f;
+    case UnaryOp::Exp: return expf(x);
+    case UnaryOp::Log: return 1.0f / x;
+    case UnaryOp::Sqrt: return 0.5f / sqrtf(x);
+    case UnaryOp::Pow: return p0 == 0.0f ? 0.0f : p0 * powf(x, p0 - 1.0f);
+    case UnaryOp::AddScalar: return 1.0f;
+    case UnaryOp::MulScalar: return p0;
+    case UnaryOp::Relu: return x > 0.0f ? 1.0f : 0.0f;
+    case UnaryOp::Relu6: return (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;
+    case UnaryOp::Gelu: {
+      const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
+      const float pdf = expf(-0.5f * x * x) * kInvSqrtTwoPi;
+      return cdf + x * pdf;
+    }
+    case UnaryOp::Sigmoid: {
+      const float s = 1.0f / (1.0f + expf(-x));
+      return s * (1.0f - s);
+    }
+    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
+    case UnaryOp::RoundSTE: return 1.0f;
+    case UnaryOp::FloorSTE: return 1.0f;
+    case UnaryOp::Abs: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+  }
+  return 0.0f;
+}
+
+__device__ inline float binary_value(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0.0f;
+}
+
+// d out / d a (wrt_a) or d out / d b.
+__device__ inline float binary_derivative(BinaryOp op, bool wrt_a, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return 1.0f;
+    case BinaryOp::Sub: return wrt_a ? 1.0f : -1.0f;
+    case BinaryOp::Mul: return wrt_a ? b : a;
+    case BinaryOp::Div: return wrt_a ? 1.0f / b : -a / (b * b);
+  }
+  return 0.0f;
+}
+
+__global__ void unary_forward_kernel(UnaryOp op, const float* x, float* y, int64_t n, float p0,
+                                     float p1) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = unary_value(op, x[i], p0, p1);
+}
+
+__global__ void unary_backward_kernel(UnaryOp op, const float* x, const float* dy, float* dx,
+                                      int64_t n, float p0, float p1) {
+  for (int64_t i = global_index(); i < n; i += grid_stride())
+    dx[i] = dy[i] * unary_derivative(op, x[i], p0, p1);
+}
+
+__global__ void binary_forward_kernel(BinaryOp op, BroadcastIndex g, const float* a, const float* b,
+                                      float* out, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+    int64_t ia, ib;
+    broadcast_offsets(g, i, ia, ib);
+    out[i] = binary_value(op, a[ia], b[ib]);
+  }
+}
+
+// Full-size gradient of one operand: partial[i] = dout[i] * d out[i] / d operand.
+__global__ void binary_partial_kernel(BinaryOp op, bool wrt_a, BroadcastIndex g, const float* a,
+                                      const float* b, const float* dout, float* partial,
+                                      int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+    int64_t ia, ib;
+    broadcast_offsets(g, i, ia, ib);
+    partial[i] = dout[i] * binary_derivative(op, wrt_a, a[ia], b[ib]);
+  }
+}
+
+__global__ void select_forward_kernel(const float* mask, const float* a, const float* b, float* out,
+                                      int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride())
+    out[i] = mask[i] != 0.0f ? a[i] : b[i];
+}
+
+__global__ void select_backward_kernel(const float* mask, const float* dout, float* da, float* db,
+                                       int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+    const bool m = mask[i] != 0.0f;
+    da[i] = m ? dout[i] : 0.0f;
+    db[i] = m ? 0.0f : dout[i];
+  }
+}
+
+int64_t output_size(const BroadcastShape& s) {
+  int64_t n = 1;
+  for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
+  return n;
+}
+
+bool same_shape(int ndim, const int64_t* x, const int64_t* y) {
+  for (int d = 0; d < ndim; ++d)
+    if (x[d] != y[d]) return false;
+  return true;
+}
+
+// Gradient of one operand of shape `shape`: the full-size partial, summed
+// over the operand's broadcast dims unless it has the output's shape.
+void operand_gradient(BinaryOp op, bool wrt_a, const BroadcastShape& s, const int64_t* shape,
+                      const float* a, const float* b, const float* dout, float* grad) {
+  const int64_t n = output_size(s);
+  const BroadcastIndex g = make_broadcast_index(s);
+  if (same_shape(s.ndim, shape, s.out)) {
+    binary_partial_kernel<<<grid_for(n), kThreads>>>(op, wrt_a, g, a, b, dout, grad, n);
+    check_launch("binary_partial_kernel");
+    return;
+  }
+  Scratch full(static_cast<size_t>(n) * sizeof(float));
+  binary_partial_kernel<<<grid_for(n), kThreads>>>(op, wrt_a, g, a, b, dout, full.as<float>(), n);
+  check_launch("binary_partial_kernel");
+  BroadcastShape r = s;
+  for (int d = 0; d < s.ndim; ++d) {
+    r.a[d] = s.out[d];
+    r.out[d] = shape[d];
+  }
+  sum_to_shape(r, full.as<float>(), grad);
+}
+
+}  // namespace
+
+void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
+  if (n <= 0) return;
+  unary_forward_kernel<<<grid_for(n), kThreads>>>(op, x, y, n, p0, p1);
+  check_launch("unary_forward_kernel");
+}
+
+void unary_backward(UnaryOp op, const float* x, const float* dy, float* dx, int64_t n, float p0,
+                    float p1) {
+  if (n <= 0) return;
+  unary_backward_kernel<<<grid_for(n), kThreads>>>(op, x, dy, dx, n, p0, p1);
+  check_launch("unary_backward_kernel");
+}
+
+void binary_forward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
+                    float* out) {
+  const int64_t n = output_size(s);
+  if (n <= 0) return;
+  binary_forward_kernel<<<grid_for(n), kThreads>>>(op, make_broadcast_index(s), a, b, out, n);
+  check_launch("binary_forward_kernel");
+}
+
+void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
+                     const float* dout, float* da, float* db) {
+  if (da) operand_gradient(op, true, s, s.a, a, b, dout, da);
+  if (db) operand_gradient(op, false, s, s.b, a, b, dout, db);
+}
+
+void select_forward(const float* mask, const float* a, const float* b, float* out, int64_t n) {
+  if (n <= 0) return;
+  select_forward_kernel<<<grid_for(n), kThreads>>>(mask, a, b, out, n);
+  check_launch("select_forward_kernel");
+}
+
+void select_backward(const float* mask, const float* dout, float* da, float* db, int64_t n) {
+  if (n <= 0) return;
+  select_backward_kernel<<<grid_for(n), kThreads>>>(mask, dout, da, db, n);
+  check_launch("select_backward_kernel");
+}
+
+}  // namespace pk::cuda

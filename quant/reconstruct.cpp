@@ -1,0 +1,184 @@
+#include "quant/reconstruct.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+#include "engine/autograd.h"
+#include "engine/log.h"
+#include "engine/ops.h"
+#include "engine/ops_quant.h"
+#include "engine/optim.h"
+
+namespace pk {
+
+double rounding_beta(int64_t count, const ReconOptions& opt) {
+  double start_decay = opt.warmup * static_cast<double>(opt.iterations);
+  if (static_cast<double>(count) < start_decay) return opt.beta_start;
+  double rel = (static_cast<double>(count) - start_decay) /
+               (static_cast<double>(opt.iterations) - start_decay);
+  return opt.beta_end + (opt.beta_start - opt.beta_end) * std::max(0.0, 1.0 - rel);
+}
+
+namespace {
+
+struct Captured {
+  Tensor x_q, x_fp, y;
+};
+
+std::vector<size_t> target_layers(QuantModel& model, const ReconTarget& target) {
+  if (target.layer >= 0) return {static_cast<size_t>(target.layer)};
+  std::vector<size_t> out;
+  for (int64_t t = target.first_unit; t < target.last_unit; ++t)
+    for (size_t i : model.unit_layers(t)) out.push_back(i);
+  return out;
+}
+
+// Input of unit `first` for the image batch under the current switches.
+Tensor unit_input(Net& net, int64_t first, const Tensor& images) {
+  if (first == 0) return images;
+  return net.glue(first - 1, net.forward_range(images, 0, first));
+}
+
+// Forward of a single Conv/Linear layer (layer-wise targets).
+Tensor layer_forward(HookedLayer* layer, const Tensor& x) {
+  if (auto* conv = dynamic_cast<Conv2d*>(layer)) return conv->forward(x);
+  if (auto* lin = dynamic_cast<Linear*>(layer)) return lin->forward(x);
+  throw std::invalid_argument("layer-wise reconstruction needs a Conv2d or Linear layer");
+}
+
+Tensor run_target(QuantModel& model, const ReconTarget& target, const Tensor& x) {
+  if (target.layer >= 0) return layer_forward(model.layers()[target.layer].layer, x);
+  return model.net().forward_range(x, target.first_unit, target.last_unit);
+}
+
+Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
+                 int64_t batch_size) {
+  NoGradGuard guard;
+  Net& net = model.net();
+  std::vector<Tensor> xq, xfp, ys;
+  const int64_t n = calibration.size(0);
+  for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
+    Tensor images = slice_rows(calibration, b0, std::min(batch_size, n - b0));
+    if (target.layer >= 0) {
+      // The layer's own input, seen by its hook as the unit runs.
+      QuantLayer& ql = model.layers()[target.layer];
+      for (bool quantized : {true, false}) {
+        model.set_quant(quantized, quantized);
+        ql.hook->capturing = true;
+        net.forward_range(images, 0, ql.unit + 1);
+        ql.hook->capturing = false;
+        (quantized ? xq : xfp).push_back(ql.hook->captured.front());
+        ql.hook->captured.clear();
+      }
+      ys.push_back(layer_forward(ql.layer, xfp.back()));
+    } else {
+      model.set_quant(true, true);
+      xq.push_back(unit_input(net, target.first_unit, images));
+      model.set_quant(false, false);
+      xfp.push_back(unit_input(net, target.first_unit, images));
+      ys.push_back(net.forward_range(xfp.back(), target.first_unit, target.last_unit));
+    }
+  }
+  return {concat(xq, 0), concat(xfp, 0), concat(ys, 0)};
+}
+
+}  // namespace
+
+ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
+                        const ReconOptions& opt, Generator& gen) {
+  check(opt.iterations > 0 && opt.batch_size > 0,
+        "reconstruction needs positive iterations and batch size");
+  auto start = std::chrono::steady_clock::now();
+  Captured data = capture(model, target, calibration, opt.batch_size);
+  const int64_t n = data.x_q.size(0);
+
+  // Trainable state: AdaRound alphas and activation scales of the target.
+  std::vector<size_t> layers = target_layers(model, target);
+  std::vector<Tensor> alphas, scales;
+  model.set_quant(false, false);
+  for (size_t i : layers) {
+    QuantLayer& ql = model.layers()[i];
+    ql.hook->weight_on = ql.hook->activation_on = true;
+    if (auto& wq = ql.hook->weight_quantizer) {
+      wq->start_adaround(ql.hook->layer_weight);
+      alphas.push_back(wq->alpha);
+    }
+    for (auto& q : ql.hook->operand_quantizers)
+      if (q) scales.push_back(q->scale.set_requires_grad(true));
+  }
+  std::unique_ptr<Adam> alpha_opt, scale_opt;
+  std::unique_ptr<CosineSchedule> schedule;
+  if (!alphas.empty()) alpha_opt = std::make_unique<Adam>(alphas, static_cast<float>(opt.alpha_lr));
+  if (!scales.empty()) {
+    scale_opt = std::make_unique<Adam>(scales, static_cast<float>(opt.scale_lr));
+    schedule = std::make_unique<CosineSchedule>(*scale_opt, opt.iterations);
+  }
+
+  const int64_t warmup_end = static_cast<int64_t>(opt.warmup * static_cast<double>(opt.iterations));
+  const int64_t tail = std::max<int64_t>(1, opt.iterations / 20);
+  double tail_sum = 0;
+  Progress progress("reconstruct " + target.name, opt.iterations);
+  std::vector<int64_t> idx(opt.batch_size);
+  for (int64_t it = 0; it < opt.iterations; ++it) {
+    for (auto& v : idx) v = gen.randint(n);  // uniform, with replacement
+    Tensor index = Tensor::from_int64(idx, {opt.batch_size}, data.x_q.device());
+    Tensor input = index_select(data.x_q, 0, index);
+    if (target.mix_inputs) {
+      std::vector<float> mask(input.numel());
+      for (float& m : mask) m = gen.uniform() < opt.input_prob ? 1.0f : 0.0f;
+      input = where(Tensor::from_vector(mask, input.shape(), input.device()), input,
+                    index_select(data.x_fp, 0, index));
+    }
+    Tensor rec = reconstruction_mse(run_target(model, target, input),
+                                    index_select(data.y, 0, index));
+    const int64_t count = it + 1;
+    const double beta = rounding_beta(count, opt);
+    Tensor loss = rec;
+    double round_value = 0;
+    if (count >= warmup_end && !alphas.empty()) {
+      for (const Tensor& a : alphas)
+        loss = add(loss, adaround_round_loss(a, static_cast<float>(beta),
+                                             static_cast<float>(opt.round_weight)));
+      round_value = loss.item() - rec.item();
+    }
+    if (alpha_opt) alpha_opt->zero_grad();
+    if (scale_opt) scale_opt->zero_grad();
+    loss.backward();
+    if (alpha_opt) alpha_opt->step();
+    if (scale_opt) {
+      scale_opt->step();
+      schedule->step();
+    }
+    double rec_value = rec.item();
+    if (it >= opt.iterations - tail) tail_sum += rec_value;
+    char detail[128];
+    std::snprintf(detail, sizeof detail, "rec %.5g round %.4g beta %.2f", rec_value, round_value,
+                  beta);
+    progress.update(count, detail);
+  }
+  // Fix the decisions: hard rounding, scales no longer trained.
+  for (size_t i : layers) {
+    QuantLayer& ql = model.layers()[i];
+    if (auto& wq = ql.hook->weight_quantizer) {
+      wq->harden();
+      wq->alpha.set_requires_grad(false);
+      wq->alpha.zero_grad();
+    }
+    for (auto& q : ql.hook->operand_quantizers)
+      if (q) {
+        q->scale.set_requires_grad(false);
+        q->scale.zero_grad();
+      }
+  }
+  double final_loss = tail_sum / static_cast<double>(std::min(tail, opt.iterations));
+  char detail[64];
+  std::snprintf(detail, sizeof detail, "final rec loss %.5g", final_loss);
+  progress.finish(detail);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {target.name, final_loss, seconds};
+}
+
+}  // namespace pk

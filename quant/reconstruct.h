@@ -1,0 +1,49 @@
+// Reconstruction of one unit, pack or layer (ALGORITHM.md section 6):
+// AdaRound on the weights and learned activation scales, trained so that the
+// quantized target reproduces its float output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/rng.h"
+#include "quant/quant_model.h"
+
+namespace pk {
+
+struct ReconOptions {
+  int64_t iterations = 20000;
+  int64_t batch_size = 16;
+  double round_weight = 0.01;  // --reconstruction_weight
+  double beta_start = 20.0, beta_end = 2.0, warmup = 0.2;
+  double alpha_lr = 3e-3;      // Adam on AdaRound alphas, constant
+  double scale_lr = 4e-5;      // Adam on activation scales, cosine-annealed to 0
+  double input_prob = 0.5;     // QDrop: probability of taking the quantized input
+};
+
+// Units [first_unit, last_unit), or, when layer >= 0, that single layer of
+// QuantModel::layers() (layer-wise AdaRound).
+struct ReconTarget {
+  std::string name;
+  int64_t first_unit = 0, last_unit = 0;
+  int64_t layer = -1;
+  bool mix_inputs = false;  // QDrop input mixing
+};
+
+struct ReconResult {
+  std::string name;
+  double final_loss;  // reconstruction loss, mean over the last 5% of iterations
+  double seconds;
+};
+
+// BRECQ's LinearTempDecay: beta_start until warmup * iterations, then linear
+// towards beta_end. `count` is 1-based.
+double rounding_beta(int64_t count, const ReconOptions& opt);
+
+// Captures the target's inputs (quantized model and float model) and float
+// output over the calibration set, trains, then fixes the target's weights
+// to hard rounding and its activation scales.
+ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
+                        const ReconOptions& opt, Generator& gen);
+
+}  // namespace pk

@@ -1,0 +1,378 @@
+// packptq's command-line layer: model loading from the fixtures' config.json
+// and both checkpoint formats, FP32 evaluation (accuracy equal to PyTorch's
+// on fashion32/val, top-k rule), `packptq eval` end to end in-process, and
+// bad input giving an exit code and no report file.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/autograd.h"
+#include "engine/parallel.h"
+#include "tests/testing.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/common.h"
+#include "tools/cli/flags.h"
+
+using namespace pk;
+using namespace pk::cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kModels = kFixtures / "models";
+const fs::path kFashion = kFixtures / "fashion32";
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return nlohmann::json::parse(in);
+}
+
+std::string model_name_of(const std::string& fixture) {
+  return read_json(kModels / fixture / "config.json").at("model_name").get<std::string>();
+}
+
+std::string config_of(const std::string& fixture) {
+  return (kModels / fixture / "config.json").string();
+}
+
+std::string weights_of(const std::string& fixture, const std::string& file = "model.pth") {
+  return (kModels / fixture / file).string();
+}
+
+const std::vector<data::Sample>& val_samples() {
+  static const data::ImageFolder val = data::scan_image_folder(kFashion.string(), "val");
+  return val.samples;
+}
+
+// A fresh folder under the system's temp folder, removed with its contents.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("packptq_test_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+  REQUIRE(out.good());
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// <root>/val/<class>/ holding the first `per_class` val images of every
+// fashion32 class (symbolic links).
+void make_val_subset(const fs::path& root, size_t per_class) {
+  std::map<int64_t, size_t> taken;
+  for (const data::Sample& sample : val_samples()) {
+    if (taken[sample.label]++ >= per_class) continue;
+    const fs::path source(sample.path);
+    const fs::path folder = root / "val" / source.parent_path().filename();
+    fs::create_directories(folder);
+    fs::create_symlink(source, folder / source.filename());
+  }
+}
+
+// Runs `packptq eval ARGS...` in-process and returns its exit code.
+int run_eval_with(std::vector<std::string> args) {
+  args.insert(args.begin(), "eval");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  return run_eval(static_cast<int>(args.size()), argv.data());
+}
+
+void expect_same_tensors(const TensorMap& a, const TensorMap& b) {
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    auto other = b.find(name);
+    REQUIRE_MESSAGE(other != b.end(), name << " is missing");
+    REQUIRE_MESSAGE(tensor.shape() == other->second.shape(), name);
+    REQUIRE_MESSAGE(tensor.dtype() == other->second.dtype(), name);
+    if (tensor.dtype() == DType::F32)
+      CHECK_MESSAGE(tensor.to_vector() == other->second.to_vector(), name << " differs");
+    else
+      CHECK_MESSAGE(tensor.to_int64_vector() == other->second.to_int64_vector(),
+                    name << " differs");
+  }
+}
+
+// Both checkpoint formats load to the same tensors and the same logits; the
+// .pth model's top-1 on the 1000 val images is PyTorch's (config.json
+// fp32_top1_val, rounded to 0.1) within 0.3 points.
+void check_fixture(const std::string& fixture) {
+  INFO("fixture " << fixture);
+  const nlohmann::json config = read_json(config_of(fixture));
+  const std::string model_name = config.at("model_name").get<std::string>();
+  std::shared_ptr<Net> from_pth = load_model(model_name, config_of(fixture), weights_of(fixture));
+  std::shared_ptr<Net> from_safetensors =
+      load_model(model_name, config_of(fixture), weights_of(fixture, "model.safetensors"));
+  CHECK_FALSE(from_pth->training());
+  const TensorMap state = from_pth->state_dict();
+  CHECK(state.size() == config.at("num_state_dict_tensors").get<size_t>());
+  expect_same_tensors(state, from_safetensors->state_dict());
+
+  const data::PreprocessConfig preprocess = preprocess_config(from_pth->preprocess());
+  CHECK(preprocess.input_size == config.at("input_size").get<int>());
+  const std::vector<data::Sample>& samples = val_samples();
+  REQUIRE(samples.size() == 1000);
+  {
+    NoGradGuard no_grad;
+    const data::Batch batch = data::load_batch(samples, 0, 32, preprocess);
+    CHECK(from_pth->forward(batch.images).to_vector() ==
+          from_safetensors->forward(batch.images).to_vector());
+  }
+
+  const EvalResult result = evaluate(*from_pth, samples, preprocess, 64, "eval " + fixture);
+  const double expected = config.at("fp32_top1_val").get<double>();
+  MESSAGE(fixture << ": top-1 " << result.top1 << " (PyTorch " << expected << "), top-5 "
+                  << result.top5 << ", " << result.images_per_second() << " images/s");
+  CHECK(result.images == 1000);
+  CHECK(std::fabs(result.top1 - expected) <= 0.3);
+  CHECK(result.top5 >= result.top1);
+  CHECK(result.top5 <= 100.0);
+}
+
+// Replays fixed logits, ignoring its input, to test evaluate()'s counting.
+class ReplayNet : public Net {
+ public:
+  ReplayNet(std::vector<float> logits, int64_t classes)
+      : logits_(std::move(logits)), classes_(classes) {
+    add_unit("head", UnitKind::After, {});
+  }
+  Tensor run_unit(int64_t, const Tensor& input) override {
+    const int64_t rows = input.size(0);
+    std::vector<float> out(logits_.begin() + next_ * classes_,
+                           logits_.begin() + (next_ + rows) * classes_);
+    next_ += rows;
+    return Tensor::from_vector(out, {rows, classes_});
+  }
+  Tensor glue(int64_t, const Tensor& output) override { return output; }
+
+ private:
+  std::vector<float> logits_;
+  int64_t classes_;
+  int64_t next_ = 0;
+};
+
+std::vector<data::Sample> samples_with_labels(const std::vector<int64_t>& labels) {
+  std::vector<data::Sample> samples;
+  for (int64_t label : labels) samples.push_back({val_samples().front().path, label});
+  return samples;
+}
+
+}  // namespace
+
+TEST_CASE("fixture resnet18_w16: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("resnet18_w16");
+}
+TEST_CASE("fixture resnet50_w16: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("resnet50_w16");
+}
+TEST_CASE("fixture mobilenetv2_w050: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("mobilenetv2_w050");
+}
+TEST_CASE("fixture regnetx_200m: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("regnetx_200m");
+}
+TEST_CASE("fixture mnasnet_s050: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("mnasnet_s050");
+}
+TEST_CASE("fixture deit_t32: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("deit_t32");
+}
+TEST_CASE("fixture vit_s32: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("vit_s32");
+}
+TEST_CASE("fixture swin_t32: load .pth and .safetensors, FP32 top-1 on fashion32/val") {
+  check_fixture("swin_t32");
+}
+
+TEST_CASE("evaluate: top-k follows torch.topk's order (ties by index, NaN first), across batches") {
+  const float nan = std::nanf("");
+  // 6 classes; the label's rank is 0, 3, 0, 5 and 4.
+  const std::vector<float> logits = {
+      0,   0, 5, 0, 0, 0,   // label 2: the largest
+      1,   1, 1, 1, 1, 1,   // label 3: ties rank classes 0-2 above it
+      1,   1, 1, 1, 1, 1,   // label 0: first among equals
+      nan, 0, 0, 0, 0, 0,   // label 5: NaN and classes 1-4 rank above it
+      9,   8, 7, 6, 5, -1,  // label 4: fifth largest
+  };
+  ReplayNet net(logits, 6);
+  const data::PreprocessConfig preprocess = preprocess_config(Preprocess{});
+  // Batches of 2 leave a last batch of 1.
+  const EvalResult result =
+      evaluate(net, samples_with_labels({2, 3, 0, 5, 4}), preprocess, 2, "replay");
+  CHECK(result.images == 5);
+  CHECK(result.top1 == doctest::Approx(40.0));
+  CHECK(result.top5 == doctest::Approx(80.0));
+
+  // Fewer than 5 classes: every label is within the top 5.
+  ReplayNet three_classes({0, 1, 2, 2, 1, 0}, 3);
+  const EvalResult small =
+      evaluate(three_classes, samples_with_labels({0, 0}), preprocess, 8, "replay");
+  CHECK(small.top1 == doctest::Approx(50.0));
+  CHECK(small.top5 == doctest::Approx(100.0));
+
+  // A label the model has no logit for is an error, not a miss.
+  ReplayNet too_few({0, 1, 2}, 3);
+  CHECK_THROWS(evaluate(too_few, samples_with_labels({3}), preprocess, 8, "replay"));
+}
+
+TEST_CASE("packptq eval end to end: exit 0, report equal to the library's numbers") {
+  TempDir temp;
+  make_val_subset(temp.path / "data", 10);
+  const std::string fixture = "vit_s32";
+  const fs::path report = temp.path / "report.json";
+  const int rc = run_eval_with({"--model_name", model_name_of(fixture), "--model_config",
+                                config_of(fixture), "--weights", weights_of(fixture),
+                                "--dataset_path", (temp.path / "data").string(), "--batch_size",
+                                "16", "--threads", "2", "--report_json", report.string()});
+  REQUIRE(rc == 0);
+  REQUIRE(fs::exists(report));
+  const nlohmann::json json = read_json(report);
+  for (const char* key : {"model_name", "weights", "dataset", "split", "images", "top1", "top5",
+                          "images_per_second", "seconds"})
+    CHECK_MESSAGE(json.contains(key), "report lacks " << key);
+  CHECK(json.at("model_name") == model_name_of(fixture));
+  CHECK(json.at("weights") == weights_of(fixture));
+  CHECK(json.at("split") == "val");
+  CHECK(json.at("images") == 100);
+  CHECK(json.at("images_per_second").get<double>() > 0);
+  // Nothing but the report: the temporary file was renamed.
+  for (const auto& entry : fs::directory_iterator(temp.path))
+    CHECK_MESSAGE((entry.path() == report || entry.path() == temp.path / "data"),
+                  "unexpected file " << entry.path());
+
+  std::shared_ptr<Net> net =
+      load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
+  const data::ImageFolder folder = data::scan_image_folder((temp.path / "data").string(), "val");
+  const EvalResult expected =
+      evaluate(*net, folder.samples, preprocess_config(net->preprocess()), 16, "library");
+  CHECK(json.at("top1").get<double>() == expected.top1);
+  CHECK(json.at("top5").get<double>() == expected.top5);
+
+  CHECK(run_eval_with({"--help"}) == 0);
+}
+
+TEST_CASE("load_model: errors name the file, the key or the model") {
+  const std::string deit = "deit_t32", vit = "vit_s32";
+  auto message_of = [](auto&& body) -> std::string {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  // DeiT configured as deit_t32 with vit_s32's weights: other widths and depth.
+  const std::string mismatch =
+      message_of([&] { load_model(model_name_of(deit), config_of(deit), weights_of(vit)); });
+  CHECK_MESSAGE(mismatch.find(weights_of(vit)) != std::string::npos, mismatch);
+  CHECK_MESSAGE(
+      mismatch.find("blocks.0.attn.proj.weight: file float32[64, 64] vs model float32[96, 96]") !=
+          std::string::npos,
+      mismatch);
+  CHECK_MESSAGE(mismatch.find("missing from the file: blocks.4.") != std::string::npos, mismatch);
+  CHECK_MESSAGE(mismatch.find('\n') == std::string::npos, mismatch);
+
+  const std::string wrong_name = message_of(
+      [&] { load_model("resnet50", config_of("resnet18_w16"), weights_of("resnet18_w16")); });
+  CHECK_MESSAGE(wrong_name.find("'resnet18'") != std::string::npos, wrong_name);
+  CHECK_MESSAGE(wrong_name.find(config_of("resnet18_w16")) != std::string::npos, wrong_name);
+
+  CHECK_THROWS_AS(load_model("resnet19", "", weights_of("resnet18_w16")), UsageError);
+  CHECK_THROWS_AS(load_model("resnet18", config_of("resnet18_w16"), ""), UsageError);
+  // The standard resnet18 is 64 wide with 1000 classes: the fixture does not fit.
+  const std::string standard =
+      message_of([&] { load_model("resnet18", "", weights_of("resnet18_w16")); });
+  CHECK_MESSAGE(standard.find("--model_config") != std::string::npos, standard);
+}
+
+TEST_CASE("packptq eval: bad input fails with an exit code and writes no report") {
+  TempDir temp;
+  const fs::path report = temp.path / "report.json";
+  const std::string fixture = "resnet18_w16";
+  const std::string good_data = kFashion.string();
+
+  // Truncated checkpoints of both formats, a malformed config, a dataset
+  // with a truncated JPEG and one with too few classes.
+  const fs::path truncated_pth = temp.path / "truncated.pth";
+  const fs::path truncated_safetensors = temp.path / "truncated.safetensors";
+  const std::string pth = read_bytes(weights_of(fixture));
+  const std::string safetensors = read_bytes(weights_of(fixture, "model.safetensors"));
+  write_bytes(truncated_pth, pth.substr(0, pth.size() / 2));
+  write_bytes(truncated_safetensors, safetensors.substr(0, safetensors.size() / 2));
+  const fs::path bad_config = temp.path / "config.json";
+  write_bytes(bad_config, "{\"model_name\": \"resnet18\", ");
+  const fs::path corrupt_data = temp.path / "corrupt";
+  make_val_subset(corrupt_data, 1);
+  const fs::path victim = fs::directory_iterator(corrupt_data / "val" / "05_sandal")->path();
+  const std::string jpeg = read_bytes(victim);
+  fs::remove(victim);
+  write_bytes(victim, jpeg.substr(0, jpeg.size() / 3));
+  const fs::path two_classes = temp.path / "two_classes";
+  for (const char* name : {"a", "b"}) {
+    fs::create_directories(two_classes / "val" / name);
+    fs::create_symlink(val_samples().front().path, two_classes / "val" / name / "x.jpg");
+  }
+
+  struct Case {
+    const char* what;
+    int expected_rc;
+    std::vector<std::string> args;  // replacing the defaults below
+  };
+  const std::vector<Case> cases = {
+      {"unknown flag", 2, {"--batchsize", "8"}},
+      {"missing --weights", 2, {"--weights", ""}},
+      {"missing --dataset_path", 2, {"--dataset_path", ""}},
+      {"--batch_size abc", 2, {"--batch_size", "abc"}},
+      {"--batch_size 0", 2, {"--batch_size", "0"}},
+      {"--threads -1", 2, {"--threads", "-1"}},
+      {"unknown model name", 2, {"--model_name", "resnet19"}},
+      {"report folder missing", 2, {"--report_json", (temp.path / "no/report.json").string()}},
+      {"nonexistent weights", 1, {"--weights", (temp.path / "none.pth").string()}},
+      {"weights of another model", 1, {"--weights", weights_of("resnet50_w16")}},
+      {"truncated .pth", 1, {"--weights", truncated_pth.string()}},
+      {"truncated .safetensors", 1, {"--weights", truncated_safetensors.string()}},
+      {"config of another model", 1, {"--model_config", config_of("resnet50_w16")}},
+      {"malformed config", 1, {"--model_config", bad_config.string()}},
+      {"missing dataset folder", 1, {"--dataset_path", (temp.path / "nowhere").string()}},
+      {"missing split", 1, {"--split", "test"}},
+      {"class count differs from the model's", 1, {"--dataset_path", two_classes.string()}},
+      {"truncated JPEG", 1, {"--dataset_path", corrupt_data.string()}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    std::map<std::string, std::string> flags = {{"--model_name", model_name_of(fixture)},
+                                                {"--model_config", config_of(fixture)},
+                                                {"--weights", weights_of(fixture)},
+                                                {"--dataset_path", good_data},
+                                                {"--report_json", report.string()}};
+    std::vector<std::string> args;
+    for (size_t i = 0; i + 1 < c.args.size(); i += 2) flags[c.args[i]] = c.args[i + 1];
+    for (const auto& [flag, value] : flags)
+      if (!value.empty()) args.insert(args.end(), {flag, value});
+    CHECK(run_eval_with(args) == c.expected_rc);
+    CHECK_FALSE(fs::exists(report));
+  }
+}

@@ -1,0 +1,322 @@
+// `packptq quantize` end to end in-process on the resnet18_w16 fixture with a
+// small dataset: its outputs (log, inited_models/, trained_models/, report),
+// `packptq eval --quantized` reproducing the quantized top-1 exactly, seed
+// reproducibility of the report, resuming from an initialized model, and bad
+// flags failing before any model or report is written.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "engine/parallel.h"
+#include "kernels/kernels.h"
+#include "quant/model_io.h"
+#include "tests/testing.h"
+#include "tools/cli/commands.h"
+#include "tools/data/dataset.h"
+
+using namespace pk;
+using namespace pk::cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kModel = kFixtures / "models" / "resnet18_w16";
+const fs::path kFashion = kFixtures / "fashion32";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("packptq_test_quantize_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+// <root>/<split>/<class>/ with the first `per_class` images of each fashion32
+// class (symbolic links): a dataset small enough for a quick run.
+void link_subset(const fs::path& root, const std::string& split, size_t per_class) {
+  const data::ImageFolder folder = data::scan_image_folder(kFashion.string(), split);
+  std::map<int64_t, size_t> taken;
+  for (const data::Sample& sample : folder.samples) {
+    if (taken[sample.label]++ >= per_class) continue;
+    const fs::path source(sample.path);
+    const fs::path target = root / split / source.parent_path().filename();
+    fs::create_directories(target);
+    fs::create_symlink(source, target / source.filename());
+  }
+}
+
+// One dataset for every test: 40 train and 20 val images per class.
+const fs::path& dataset() {
+  static TempDir dir;
+  static bool made = false;
+  if (!made) {
+    link_subset(dir.path, "train", 40);
+    link_subset(dir.path, "val", 20);
+    made = true;
+  }
+  return dir.path;
+}
+
+int run_command(int (*command)(int, char**), std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  return command(static_cast<int>(args.size()), argv.data());
+}
+
+// Flags of a quick W4A4 Pack-PTQ run writing into `out`.
+std::vector<std::string> quick_run(const fs::path& out) {
+  return {"quantize",
+          "--dataset_path", dataset().string(),
+          "--model_name", "resnet18",
+          "--model_config", (kModel / "config.json").string(),
+          "--weights", (kModel / "model.pth").string(),
+          "--weight_bits", "4",
+          "--activation_bits", "4",
+          "--weight_channel_wise",
+          "--calibration_samples", "128",
+          "--calibration_iterations", "20",
+          "--threads", "2",
+          "--output_dir", out.string(),
+          "--report_json", (out / "report.json").string()};
+}
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+std::vector<fs::path> files_in(const fs::path& folder, const std::string& suffix) {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(folder)) return out;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.push_back(entry.path());
+  }
+  return out;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return nlohmann::json::parse(in);
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+nlohmann::json without_timing(nlohmann::json report) {
+  report.erase("timing");
+  return report;
+}
+
+// The quick run, done once and shared by the tests that inspect it.
+struct FirstRun {
+  TempDir out;
+  int status = -1;
+  std::vector<fs::path> inited, trained, logs;
+  nlohmann::json report;
+};
+
+const FirstRun& first_run() {
+  static FirstRun run;
+  if (run.status < 0) {
+    run.status = run_command(run_quantize, quick_run(run.out.path));
+    run.inited = files_in(run.out.path / "inited_models", ".safetensors");
+    run.trained = files_in(run.out.path / "trained_models", ".safetensors");
+    run.logs = files_in(run.out.path, "_resnet18_w4_a4.log");
+    if (run.status == 0) run.report = read_json(run.out.path / "report.json");
+  }
+  REQUIRE(run.status == 0);
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval --quantized") {
+  const FirstRun& run = first_run();
+  const fs::path& out = run.out.path;
+  const std::vector<fs::path>& inited = run.inited;
+  const std::vector<fs::path>& trained = run.trained;
+  const std::vector<fs::path>& logs = run.logs;
+  REQUIRE(inited.size() == 1);
+  REQUIRE(trained.size() == 1);
+  REQUIRE(logs.size() == 1);
+  CHECK(trained[0].filename() == inited[0].filename());
+  // {timestamp}_{model}_w{w}_a{a}: 20261129_195501_resnet18_w4_a4
+  CHECK(trained[0].filename().string().size() == std::string("20261129_195501_resnet18_w4_a4.safetensors").size());
+  const std::string log = read_text(logs[0]);
+  CHECK(log.find("configuration") != std::string::npos);
+  CHECK(log.find("\"calibration_iterations\":20") != std::string::npos);
+  CHECK(log.find("reconstruct") != std::string::npos);
+
+  const nlohmann::json& report = run.report;
+  for (const char* field : {"fp32_top1", "fp32_top5", "quant_top1", "quant_top5", "method",
+                            "model_name", "weight_bits", "activation_bits", "mixed_precision",
+                            "seed", "packs", "units", "reconstruction", "average_bits", "timing",
+                            "val_images", "config"})
+    CHECK_MESSAGE(report.contains(field), "report lacks " << field);
+  CHECK(report["method"] == "pack");
+  CHECK(report["model_name"] == "resnet18");
+  CHECK(report["val_images"] == 200);
+  CHECK(report["seed"] == 1005);
+  CHECK(report["average_bits"].get<double>() == doctest::Approx(4.0));
+  CHECK(report["fp32_top1"].get<double>() >= 80.0);
+  CHECK(report["quant_top1"].get<double>() >= report["fp32_top1"].get<double>() - 12.0);
+  REQUIRE(report["units"].size() == 8);  // layer1.0 ... layer4.1
+  CHECK(report["units"][0]["name"] == "layer1.0");
+  for (const auto& unit : report["units"])
+    for (const char* field : {"name", "kind", "hessian", "omega", "kl"}) CHECK(unit.contains(field));
+  size_t packed_units = 0;
+  for (const auto& pack : report["packs"]) {
+    packed_units += pack["units"].size();
+    CHECK(pack["bits"]["weight"] == 4);
+    CHECK(pack["bits"]["activation"] == 4);
+  }
+  CHECK(packed_units == 8);
+  // conv1 and fc on their own, plus one reconstruction per pack.
+  CHECK(report["reconstruction"].size() == report["packs"].size() + 2);
+  for (const char* phase : {"fp32_eval", "init", "scoring", "reconstruction", "quant_eval", "total"})
+    CHECK_MESSAGE(report["timing"].contains(phase), "timing lacks " << phase);
+  MESSAGE("W4A4 pack: fp32 top-1 " << report["fp32_top1"].get<double>() << ", quantized "
+                                   << report["quant_top1"].get<double>() << ", total "
+                                   << report["timing"]["total"].get<double>() << " s");
+
+  // The trained model holds integer codes, no float copies of the weights.
+  const LoadedQuantModel loaded = load_quantized_model(trained[0].string());
+  CHECK_FALSE(loaded.has_float_weights);
+  CHECK(loaded.metadata["quant_top1"] == report["quant_top1"]);
+  CHECK(load_quantized_model(inited[0].string()).has_float_weights);
+
+  // eval --quantized reloads it and finds the same top-1, exactly.
+  const fs::path eval_report = out / "eval.json";
+  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
+                                 dataset().string(), "--threads", "2", "--report_json",
+                                 eval_report.string()}) == 0);
+  const nlohmann::json eval = read_json(eval_report);
+  CHECK(eval["top1"].get<double>() == report["quant_top1"].get<double>());
+  CHECK(eval["top5"].get<double>() == report["quant_top5"].get<double>());
+  CHECK(eval["model_name"] == "resnet18");
+}
+
+TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
+  const FirstRun& run = first_run();
+  TempDir out;
+  REQUIRE(run_command(run_quantize, quick_run(out.path)) == 0);
+  nlohmann::json again = read_json(out.path / "report.json");
+  CHECK(again["timing"]["started_at"].is_string());
+  // The flags name their own output folder; everything else must agree.
+  again["config"]["output_dir"] = run.report["config"]["output_dir"];
+  again["config"]["report_json"] = run.report["config"]["report_json"];
+  CHECK(without_timing(again) == without_timing(run.report));
+}
+
+TEST_CASE("quantize resumes from an initialized model with --pretrained_model_path") {
+  const FirstRun& run = first_run();
+  const nlohmann::json& first = run.report;
+  const std::vector<fs::path>& inited = run.inited;
+  REQUIRE(inited.size() == 1);
+
+  TempDir resumed_out;
+  const std::vector<std::string> resume = {
+      "quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
+      inited[0].string(), "--calibration_samples", "128", "--threads", "2",
+      "--calibration_iterations", "20", "--output_dir", resumed_out.path.string(),
+      "--report_json", (resumed_out.path / "report.json").string()};
+  REQUIRE(run_command(run_quantize, resume) == 0);
+  const nlohmann::json resumed = read_json(resumed_out.path / "report.json");
+  CHECK(resumed["weight_bits"] == 4);
+  CHECK(resumed["quant_top1"] == first["quant_top1"]);
+  CHECK(resumed["units"] == first["units"]);
+  CHECK(resumed["packs"] == first["packs"]);
+  CHECK(resumed["reconstruction"] == first["reconstruction"]);
+  CHECK(files_in(resumed_out.path / "inited_models", ".safetensors").empty());
+  CHECK(files_in(resumed_out.path / "trained_models", ".safetensors").size() == 1);
+
+  // Settings that disagree with the file, or a trained model, are refused.
+  CHECK(run_command(run_quantize, with(resume, {"--weight_bits", "3"})) == 2);
+  CHECK(run_command(run_quantize, with(resume, {"--weights", (kModel / "model.pth").string()})) == 2);
+  std::vector<std::string> from_trained = resume;
+  from_trained[4] = run.trained.at(0).string();
+  CHECK(run_command(run_quantize, from_trained) == 2);
+}
+
+TEST_CASE("quantize --method rtn and mixed precision report their bits") {
+  TempDir out;
+  REQUIRE(run_command(run_quantize, with(quick_run(out.path), {"--method", "rtn",
+                                                               "--calibration_iterations", "0",
+                                                               "--first_last_8bit"})) == 0);
+  const nlohmann::json rtn = read_json(out.path / "report.json");
+  CHECK(rtn["reconstruction"].empty());
+  CHECK(rtn["packs"].empty());
+  CHECK(rtn["average_bits"].get<double>() > 4.0);  // first and last layers at 8 bits
+
+  TempDir mixed_out;
+  REQUIRE(run_command(run_quantize, with(quick_run(mixed_out.path),
+                                         {"--enable_mixed_precision", "--calibration_iterations",
+                                          "5"})) == 0);
+  CHECK(files_in(mixed_out.path, "_resnet18_w4_a4_mixed_precision.log").size() == 1);
+  const nlohmann::json mixed = read_json(mixed_out.path / "report.json");
+  CHECK(mixed["mixed_precision"] == true);
+  CHECK(mixed["boundary_bits"] == 6);
+  for (const auto& pack : mixed["packs"]) {
+    const int bits = pack["bits"]["weight"].get<int>();
+    CHECK((bits == 4 || bits == 6));
+  }
+  CHECK(mixed["average_bits"].get<double>() > 4.0);
+  CHECK(mixed["average_bits"].get<double>() <= 5.0 + 1e-9);
+}
+
+TEST_CASE("quantize: bad flags fail with a usage error and write no model or report") {
+  TempDir out;
+  const std::vector<std::string> base = quick_run(out.path);
+  std::vector<std::string> no_dataset = base;
+  no_dataset.erase(no_dataset.begin() + 1, no_dataset.begin() + 3);
+  std::vector<std::vector<std::string>> bad = {
+      with(base, {"--weight_bits", "0"}),
+      with(base, {"--activation_bits", "9"}),
+      with(base, {"--method", "foo"}),
+      with(base, {"--enable_mixed_precision", "--weight_bits", "3", "--activation_bits", "4"}),
+      with(base, {"--enable_mixed_precision", "--weight_bits", "5", "--activation_bits", "5"}),
+      no_dataset,
+      with(base, {"--calibration_iterations", "0"}),
+      with(base, {"--input_stochastic_prob", "1.5"}),
+      with(base, {"--warmup_ratio", "-0.1"}),
+      with(base, {"--weight_init_method", "kl"}),
+      with(base, {"--fold_bn"}),
+      with(base, {"--device", "tpu"}),
+      with(base, {"--no_such_flag", "1"}),
+      with(base, {"--model_name", "resnet19"}),
+      with(base, {"--calibration_samples", "100000"}),
+  };
+  // Where the CUDA backend is built and has a device, --device cuda is valid.
+  if (!device_available(Device::CUDA)) bad.push_back(with(base, {"--device", "cuda"}));
+  for (const auto& args : bad) {
+    std::string line;
+    for (const auto& a : args) line += a + " ";
+    INFO(line);
+    CHECK(run_command(run_quantize, args) != 0);
+    CHECK(files_in(out.path / "trained_models", ".safetensors").empty());
+    CHECK_FALSE(fs::exists(out.path / "report.json"));
+  }
+  // A checkpoint that does not exist fails before any output.
+  std::vector<std::string> missing_weights = base;
+  missing_weights[8] = (out.path / "missing.pth").string();
+  CHECK(run_command(run_quantize, missing_weights) == 1);
+  CHECK(files_in(out.path / "inited_models", ".safetensors").empty());
+  CHECK(run_command(run_quantize, {"quantize", "--help"}) == 0);
+}

@@ -1,0 +1,27 @@
+// packptq: post-training quantization of vision nets (Pack-PTQ) and FP32
+// evaluation of their checkpoints.
+//
+//   packptq [quantize] --model_name ... --dataset_path ... --weights ...
+//   packptq eval --model_name ... --weights ... --dataset_path ...
+//   packptq [default [flags]]   the built-in Fashion-MNIST run (no download)
+#include <cstdio>
+#include <cstring>
+
+#include "tools/cli/commands.h"
+
+int main(int argc, char** argv) {
+  if (argc == 1) return pk::cli::run_default(argc, argv);
+  const char* command = argv[1];
+  if (std::strcmp(command, "eval") == 0) return pk::cli::run_eval(argc - 1, argv + 1);
+  if (std::strcmp(command, "default") == 0) return pk::cli::run_default(argc - 1, argv + 1);
+  // Anything that is not a flag must name a command.
+  if (command[0] != '\0' && command[0] != '-' && std::strcmp(command, "quantize") != 0) {
+    std::fprintf(stderr,
+                 "packptq: error: unknown command '%s' (commands: quantize, eval, default)\n",
+                 command);
+    return 2;
+  }
+  // `packptq quantize FLAGS` and `packptq FLAGS` are the same run.
+  if (std::strcmp(command, "quantize") == 0) return pk::cli::run_quantize(argc - 1, argv + 1);
+  return pk::cli::run_quantize(argc, argv);
+}
