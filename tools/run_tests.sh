@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_debian.sh build
-ctest --test-dir build --output-on-failure --parallel "$(nproc)" --timeout 900
+ctest --test-dir build --output-on-failure --parallel "$(nproc)" --timeout 2400
