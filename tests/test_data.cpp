@@ -248,7 +248,7 @@ TEST_CASE("resize agrees with a plain double-precision reference at many scales"
   MESSAGE("resize vs double reference: max " << worst << " levels");
 }
 
-TEST_CASE("resize to the same size is a copy; shorter-side sizes follow torchvision") {
+TEST_CASE("resize to the same size is a copy, shorter-side sizes follow torchvision") {
   Image in(7, 4);
   for (size_t i = 0; i < in.pixels.size(); ++i) in.pixels[i] = static_cast<uint8_t>(i * 37);
   CHECK(resize(in, 7, 4, Interpolation::Bicubic).pixels == in.pixels);

@@ -202,8 +202,9 @@ TEST_CASE("prepare_fashion_mnist builds a valid ImageFolder once and rebuilds it
   CHECK(train.samples.size() == 60);
   CHECK(val.samples.size() == 30);
 
-  // Each file is its source image, within JPEG's loss, under its split index
-  // and in its label's folder.
+  // Each file is its source image, within JPEG's loss (at most 9 and 1.33 on
+  // average over the first 2000 train images), under its split index and in
+  // its label's folder.
   const IdxImages source = read_fashion_mnist(kFashionMnistSourceDir, "train");
   for (const data::Sample& sample : train.samples) {
     CAPTURE(sample.path);
@@ -212,8 +213,8 @@ TEST_CASE("prepare_fashion_mnist builds a valid ImageFolder once and rebuilds it
     CHECK(sample.label == source.labels[index]);
     const data::Image expected = fashion_image_rgb32(source.image(index), 28, 28);
     const auto [worst, mean] = pixel_difference(data::read_jpeg(sample.path), expected);
-    CHECK(worst <= 40);
-    CHECK(mean <= 2.0);
+    CHECK(worst <= 16);
+    CHECK(mean <= 1.5);
   }
 
   // Same spec: nothing is rewritten.
@@ -223,9 +224,10 @@ TEST_CASE("prepare_fashion_mnist builds a valid ImageFolder once and rebuilds it
   CHECK_FALSE(prepare_fashion_mnist(root.string(), spec));
   CHECK(mtime(probe) == written);
 
-  // Another spec replaces the cache, leaving no temporary folders behind.
+  // Another spec replaces the cache, leaving no temporary folders behind
+  // (also when the path ends in a separator).
   spec.val_images = 20;
-  CHECK(prepare_fashion_mnist(root.string(), spec));
+  CHECK(prepare_fashion_mnist(root.string() + "/", spec));
   CHECK(data::scan_image_folder(root.string(), "val").samples.size() == 20);
   for (const auto& entry : fs::directory_iterator(dir.path))
     CHECK_MESSAGE(entry.path().filename() == "fashion_mnist", entry.path());

@@ -175,7 +175,7 @@ TEST_CASE("concat of three tensors along dims 0, 1 and last") {
   }
 }
 
-TEST_CASE("concat: only some inputs need gradients; mismatched shapes throw") {
+TEST_CASE("concat: only some inputs need gradients, mismatched shapes throw") {
   Generator gen(7);
   Tensor a = random_input({2, 3}, gen);
   Tensor b = gen.uniform_tensor({2, 4}, -1.0f, 1.0f);  // constant
@@ -279,7 +279,7 @@ TEST_CASE("roll: Swin cyclic shift and its reverse") {
   expect_close(roll(big, {-3, -3}, {1, 2}), big_ref, 0.0, 0.0, "large cyclic shift");
 }
 
-TEST_CASE("index_select picks slices; repeated indices accumulate gradients") {
+TEST_CASE("index_select picks slices, repeated indices accumulate gradients") {
   Generator gen(11);
   Tensor x = random_input({3, 4, 5}, gen);
   const std::vector<int64_t> picks{2, 0, 2, 3, 2};

@@ -109,6 +109,7 @@ struct RunConfig {
   bool first_last_8bit = false;
   int64_t iterations = 30;
   uint64_t seed = kSeed;
+  bool eval_rtn = false;  // top-1 of the initialized model too
 };
 
 Run run(const std::string& fixture, const RunConfig& rc) {
@@ -127,12 +128,14 @@ Run run(const std::string& fixture, const RunConfig& rc) {
   options.mixed_precision = rc.mixed_precision;
   options.recon.iterations = rc.iterations;
   Generator gen(rc.seed);
-  r.report = run_pipeline(*r.model, d.calibration, options, gen, false,
-                          [&](QuantModel& m) { r.rtn = top1(m.net(), d); });
+  r.report = run_pipeline(*r.model, d.calibration, options, gen, false, [&](QuantModel& m) {
+    if (rc.eval_rtn) r.rtn = top1(m.net(), d);
+  });
   r.quantized = top1(*r.net, d);
   MESSAGE(std::string(fixture + " " + method_name(rc.method) + " W" + std::to_string(rc.bits) +
                       "A" + std::to_string(rc.bits) + (rc.mixed_precision ? " mixed" : "") +
-                      ": fp32 " + std::to_string(r.fp32) + " rtn " + std::to_string(r.rtn) +
+                      ": fp32 " + std::to_string(r.fp32) +
+                      (rc.eval_rtn ? " rtn " + std::to_string(r.rtn) : std::string()) +
                       " quantized " + std::to_string(r.quantized)));
   return r;
 }
@@ -205,7 +208,9 @@ void check_save_load(const std::string& fixture, Run& r) {
 TEST_CASE("pack W4A4: rtn close to FP32, contiguous Hessian packs, sane top-1, exact reload") {
   for (const char* fixture : {"resnet18_w16", "deit_t32", "swin_t32"}) {
     INFO(std::string(fixture));
-    Run r = run(fixture, RunConfig{});
+    RunConfig rc;
+    rc.eval_rtn = true;
+    Run r = run(fixture, rc);
     CHECK(r.rtn >= r.fp32 - 5.0);  // the initialized model, before reconstruction
     const std::vector<int64_t> packable = packable_units(*r.net);
     REQUIRE(r.report.scores.size() == packable.size());
@@ -227,7 +232,7 @@ TEST_CASE("pack W4A4: rtn close to FP32, contiguous Hessian packs, sane top-1, e
   }
 }
 
-TEST_CASE("every baseline method runs with its own grouping; rtn is the initialized model") {
+TEST_CASE("every baseline method runs with its own grouping, rtn is the initialized model") {
   const std::string fixture = "resnet18_w16";
   const auto net = load_fixture(fixture);
   size_t conv_linear = 0;
@@ -236,7 +241,7 @@ TEST_CASE("every baseline method runs with its own grouping; rtn is the initiali
     INFO(std::string(method_name(method)));
     RunConfig rc;
     rc.method = method;
-    rc.iterations = 20;
+    rc.iterations = 10;
     Run r = run(fixture, rc);
     CHECK(r.report.packs.empty());  // no scoring without pack or mixed precision
     if (method == Method::AdaRound)
@@ -248,6 +253,7 @@ TEST_CASE("every baseline method runs with its own grouping; rtn is the initiali
   RunConfig rc;
   rc.method = Method::Rtn;
   rc.iterations = 0;  // rtn never reconstructs
+  rc.eval_rtn = true;
   Run rtn = run(fixture, rc);
   CHECK(rtn.report.reconstruction.empty());
   CHECK(rtn.quantized == rtn.rtn);  // its final model is the initialized one
@@ -350,21 +356,14 @@ TEST_CASE("an initialized model saved with float weights resumes to the same res
                        std::runtime_error);
 }
 
-TEST_CASE("same seed, same result; another seed, other reconstruction batches") {
+TEST_CASE("same seed, same result, another seed other reconstruction batches") {
   RunConfig rc;
+  rc.method = Method::Brecq;  // scoring is the same for any seed; the CLI test covers it
   rc.iterations = 10;
   Run a = run("resnet18_w16", rc);
   Run b = run("resnet18_w16", rc);
   rc.seed = kSeed + 1;
   Run c = run("resnet18_w16", rc);
-  REQUIRE(a.report.packs.size() == b.report.packs.size());
-  for (size_t i = 0; i < a.report.packs.size(); ++i) {
-    CHECK(a.report.packs[i].first == b.report.packs[i].first);
-    CHECK(a.report.packs[i].last == b.report.packs[i].last);
-    CHECK(a.report.packs[i].score == b.report.packs[i].score);
-  }
-  for (size_t i = 0; i < a.report.scores.size(); ++i)
-    CHECK(a.report.scores[i].hessian == b.report.scores[i].hessian);
   REQUIRE(a.report.reconstruction.size() == b.report.reconstruction.size());
   bool any_differs = false;
   for (size_t i = 0; i < a.report.reconstruction.size(); ++i) {
@@ -374,9 +373,7 @@ TEST_CASE("same seed, same result; another seed, other reconstruction batches") 
   CHECK(a.quantized == b.quantized);
   const Tensor images = slice_rows(fixture_data(*a.net).val_images, 0, 40);
   CHECK(logits_of(*a.net, images).to_vector() == logits_of(*b.net, images).to_vector());
-  // The calibration set is the same; only the reconstruction batches differ.
-  CHECK(c.report.scores.size() == a.report.scores.size());
-  CHECK(any_differs);
+  CHECK(any_differs);  // other random batches in reconstruction
 }
 
 TEST_CASE("safetensors: int64 tensors named as U8 are stored one byte each and read back") {

@@ -224,12 +224,13 @@ void remove_stale_partials(const fs::path& root) {
 }  // namespace
 
 bool prepare_fashion_mnist(const std::string& root_path, const FashionCacheSpec& spec) {
-  const fs::path root = fs::path(root_path).lexically_normal();
+  fs::path root = fs::path(root_path).lexically_normal();
+  if (!root.has_filename()) root = root.parent_path();  // "cache/fashion_mnist/"
   const fs::path record_path = root / "conversion.json";
   const nlohmann::json existing = read_record(record_path);
   // Counts are checked against the record before the idx files are read, so a
   // cached dataset needs no source files at all.
-  if (existing.is_object() && spec.train_images > 0 && spec.val_images > 0 &&
+  if (spec.train_images > 0 && spec.val_images > 0 &&
       existing == conversion_record(spec, spec.train_images, spec.val_images)) {
     log_line("dataset: using the cached " + root.string());
     return false;

@@ -274,7 +274,7 @@ void check_resume_flags(const FlagSet& flags, const Options& opt, const LoadedQu
     disagree("first_last_8bit", "first and last layers below 8 bits");
 }
 
-json config_json(const Options& opt, const std::string& method_flag) {
+json config_json(const Options& opt) {
   const QuantSettings& q = opt.quant;
   const ReconOptions& r = opt.recon;
   return {{"dataset_path", opt.dataset_path},
@@ -282,7 +282,7 @@ json config_json(const Options& opt, const std::string& method_flag) {
           {"weights", opt.weights},
           {"model_config", opt.model_config},
           {"pretrained_model_path", opt.pretrained_model_path},
-          {"method", method_flag},
+          {"method", method_name(opt.method)},
           {"device", opt.device == Device::CPU ? "cpu" : "cuda"},
           {"threads", num_threads()},
           {"num_workers", opt.num_workers},
@@ -404,7 +404,6 @@ int quantize_main(int argc, char** argv) {
     return 0;
   }
   Options opt = parse_options(flags);
-  const std::string method_flag = flags.str("method");
   set_num_threads(static_cast<int>(opt.threads));
 
   // The model: a checkpoint to quantize, or an initialized model to resume.
@@ -438,7 +437,7 @@ int quantize_main(int argc, char** argv) {
   const fs::path log_path =
       output_dir / (run_name + (opt.mixed_precision ? "_mixed_precision" : "") + ".log");
   open_log_file(log_path.string());
-  const json config = config_json(opt, method_flag);
+  const json config = config_json(opt);
   log_line("packptq quantize " + opt.model_name + ", configuration: " + config.dump());
 
   json timing = {{"started_at", timestamp}};
