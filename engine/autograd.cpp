@@ -65,9 +65,10 @@ void accumulate_into(Tensor& slot, const Tensor& g) {
 
 void run_backward(const Tensor& root, const Tensor& grad_root) {
   check(root.defined() && root.requires_grad(), "backward: tensor does not require grad");
-  check(grad_root.shape() == root.shape(),
-        "backward: upstream gradient " + shape_str(grad_root.shape()) + " does not match " +
-            shape_str(root.shape()));
+  check(grad_root.shape() == root.shape(), [&] {
+    return "backward: upstream gradient " + shape_str(grad_root.shape()) + " does not match " +
+           shape_str(root.shape());
+  });
   NoGradGuard guard;  // gradients themselves are not differentiated
   std::vector<TensorImpl*> order = topological_order(root.impl());
   std::unordered_map<TensorImpl*, Tensor> grads;
@@ -85,14 +86,16 @@ void run_backward(const Tensor& root, const Tensor& grad_root) {
     if (!impl->grad_fn) continue;
     Node& node = *impl->grad_fn;
     std::vector<Tensor> input_grads = node.backward(g);
-    check(input_grads.size() == node.inputs.size(),
-          std::string("backward of ") + node.name + " returned the wrong number of gradients");
+    check(input_grads.size() == node.inputs.size(), [&] {
+      return std::string("backward of ") + node.name + " returned the wrong number of gradients";
+    });
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Tensor& input = node.inputs[i];
       if (!input.defined() || !input.requires_grad() || !input_grads[i].defined()) continue;
-      check(input_grads[i].shape() == input.shape(),
-            std::string("backward of ") + node.name + " produced gradient " +
-                shape_str(input_grads[i].shape()) + " for input " + shape_str(input.shape()));
+      check(input_grads[i].shape() == input.shape(), [&] {
+        return std::string("backward of ") + node.name + " produced gradient " +
+               shape_str(input_grads[i].shape()) + " for input " + shape_str(input.shape());
+      });
       accumulate_into(grads[input.impl()], input_grads[i]);
     }
   }

@@ -19,12 +19,14 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& opt) {
   check_same_device(x, w, "conv2d");
-  const std::string shapes = " (input " + x.describe() + ", weight " + w.describe() + ")";
-  check(x.dim() == 4, "conv2d: input must be [N, C, H, W]" + shapes);
-  check(w.dim() == 4, "conv2d: weight must be [O, C/groups, KH, KW]" + shapes);
+  const auto shapes = [&] { return " (input " + x.describe() + ", weight " + w.describe() + ")"; };
+  check(x.dim() == 4, [&] { return "conv2d: input must be [N, C, H, W]" + shapes(); });
+  check(w.dim() == 4, [&] { return "conv2d: weight must be [O, C/groups, KH, KW]" + shapes(); });
   check(opt.stride_h >= 1 && opt.stride_w >= 1 && opt.dil_h >= 1 && opt.dil_w >= 1 &&
             opt.pad_h >= 0 && opt.pad_w >= 0 && opt.groups >= 1,
-        "conv2d: stride and dilation must be >= 1, padding >= 0, groups >= 1" + shapes);
+        [&] {
+          return "conv2d: stride and dilation must be >= 1, padding >= 0, groups >= 1" + shapes();
+        });
   ConvGeom g{};
   g.N = x.size(0);
   g.C = x.size(1);
@@ -40,21 +42,26 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   g.dil_h = opt.dil_h;
   g.dil_w = opt.dil_w;
   g.groups = opt.groups;
-  check(g.C % g.groups == 0 && g.O % g.groups == 0,
-        "conv2d: groups " + std::to_string(g.groups) +
-            " must divide both input and output channels" + shapes);
-  check(w.size(1) == g.C / g.groups,
-        "conv2d: weight expects " + std::to_string(w.size(1) * g.groups) +
-            " input channels with groups " + std::to_string(g.groups) + shapes);
-  check(g.KH >= 1 && g.KW >= 1, "conv2d: empty kernel" + shapes);
+  check(g.C % g.groups == 0 && g.O % g.groups == 0, [&] {
+    return "conv2d: groups " + std::to_string(g.groups) +
+           " must divide both input and output channels" + shapes();
+  });
+  check(w.size(1) == g.C / g.groups, [&] {
+    return "conv2d: weight expects " + std::to_string(w.size(1) * g.groups) +
+           " input channels with groups " + std::to_string(g.groups) + shapes();
+  });
+  check(g.KH >= 1 && g.KW >= 1, [&] { return "conv2d: empty kernel" + shapes(); });
   if (bias.defined()) {
     check_same_device(x, bias, "conv2d");
-    check(bias.shape() == Shape{g.O},
-          "conv2d: bias " + bias.describe() + " must be [" + std::to_string(g.O) + "]" + shapes);
+    check(bias.shape() == Shape{g.O}, [&] {
+      return "conv2d: bias " + bias.describe() + " must be [" + std::to_string(g.O) + "]" +
+             shapes();
+    });
   }
   g.OH = conv_out_size(g.H, g.KH, g.stride_h, g.pad_h, g.dil_h);
   g.OW = conv_out_size(g.W, g.KW, g.stride_w, g.pad_w, g.dil_w);
-  check(g.OH > 0 && g.OW > 0, "conv2d: the (dilated) kernel does not fit the padded input" + shapes);
+  check(g.OH > 0 && g.OW > 0,
+        [&] { return "conv2d: the (dilated) kernel does not fit the padded input" + shapes(); });
 
   Tensor out = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
   backend(x.device())

@@ -15,8 +15,9 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   for (size_t i = 0; i < n; ++i) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    check(da == db || da == 1 || db == 1,
-          "shapes " + shape_str(a) + " and " + shape_str(b) + " cannot be broadcast");
+    check(da == db || da == 1 || db == 1, [&] {
+      return "shapes " + shape_str(a) + " and " + shape_str(b) + " cannot be broadcast";
+    });
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -99,9 +100,10 @@ Tensor floor_ste(const Tensor& x) { return unary(UnaryOp::FloorSTE, "floor_ste",
 // ---- select and dropout ----
 
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
-  check(mask.shape() == a.shape() && a.shape() == b.shape(),
-        "where: mask " + shape_str(mask.shape()) + ", a " + shape_str(a.shape()) + " and b " +
-            shape_str(b.shape()) + " must have one shape");
+  check(mask.shape() == a.shape() && a.shape() == b.shape(), [&] {
+    return "where: mask " + shape_str(mask.shape()) + ", a " + shape_str(a.shape()) + " and b " +
+           shape_str(b.shape()) + " must have one shape";
+  });
   check_same_device(a, b, "where");
   check_same_device(mask, a, "where");
   Tensor out = Tensor::empty(a.shape(), DType::F32, a.device());

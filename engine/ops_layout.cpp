@@ -25,19 +25,20 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < resolved.size(); ++i) {
     if (resolved[i] == -1) {
-      check(infer < 0, "reshape: more than one -1 in " + shape_str(shape));
+      check(infer < 0, [&] { return "reshape: more than one -1 in " + shape_str(shape); });
       infer = static_cast<int64_t>(i);
     } else {
       known *= resolved[i];
     }
   }
   if (infer >= 0) {
-    check(known > 0 && x.numel() % known == 0,
-          "reshape: cannot infer -1 reshaping " + x.describe() + " to " + shape_str(shape));
+    check(known > 0 && x.numel() % known == 0, [&] {
+      return "reshape: cannot infer -1 reshaping " + x.describe() + " to " + shape_str(shape);
+    });
     resolved[infer] = x.numel() / known;
   }
   check(shape_numel(resolved) == x.numel(),
-        "reshape: " + x.describe() + " cannot become " + shape_str(shape));
+        [&] { return "reshape: " + x.describe() + " cannot become " + shape_str(shape); });
   if (resolved == x.shape()) return x;
   Shape in_shape = x.shape();
   return record(view_of(x, resolved, 0), "reshape", {x},
@@ -66,8 +67,9 @@ static AxisGeom axis_geom(const Shape& shape, int64_t dim) {
 Tensor permute(const Tensor& x, const std::vector<int>& perm) {
   const int n = static_cast<int>(x.dim());
   const std::string perm_text = shape_str(Shape(perm.begin(), perm.end()));
-  check(static_cast<int>(perm.size()) == n,
-        "permute: order " + perm_text + " does not have one entry per dim of " + x.describe());
+  check(static_cast<int>(perm.size()) == n, [&] {
+    return "permute: order " + perm_text + " does not have one entry per dim of " + x.describe();
+  });
   check(n <= kMaxDims, "permute: tensors of more than 8 dims are not supported");
   PermuteGeom geom{};
   geom.ndim = n;
@@ -76,7 +78,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& perm) {
   bool identity = true;
   for (int i = 0; i < n; ++i) {
     int d = static_cast<int>(wrap_dim(perm[i], n, "permute"));
-    check(inverse[d] < 0, "permute: order " + perm_text + " repeats a dim");
+    check(inverse[d] < 0, [&] { return "permute: order " + perm_text + " repeats a dim"; });
     inverse[d] = i;
     geom.perm[i] = d;
     geom.in_shape[i] = x.size(i);
@@ -109,9 +111,10 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     check_same_device(xs[0], xs[k], "concat");
     Shape expect = xs[0].shape(), got = xs[k].shape();
     if (got.size() == expect.size()) expect[d] = got[d];
-    check(got == expect, "concat: tensor " + std::to_string(k) + " " + xs[k].describe() +
-                             " does not match tensor 0 " + xs[0].describe() +
-                             " outside dim " + std::to_string(d));
+    check(got == expect, [&] {
+      return "concat: tensor " + std::to_string(k) + " " + xs[k].describe() +
+             " does not match tensor 0 " + xs[0].describe() + " outside dim " + std::to_string(d);
+    });
     out_shape[d] += got[d];
   }
   Tensor out = Tensor::empty(out_shape, DType::F32, xs[0].device());
@@ -145,9 +148,10 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   const int64_t d = wrap_dim(dim, x.dim(), "narrow");
-  check(start >= 0 && length >= 0 && start + length <= x.size(d),
-        "narrow: range [" + std::to_string(start) + ", " + std::to_string(start + length) +
-            ") out of bounds for dim " + std::to_string(d) + " of " + x.describe());
+  check(start >= 0 && length >= 0 && start + length <= x.size(d), [&] {
+    return "narrow: range [" + std::to_string(start) + ", " + std::to_string(start + length) +
+           ") out of bounds for dim " + std::to_string(d) + " of " + x.describe();
+  });
   if (length == x.size(d)) return x;
   const AxisGeom a = axis_geom(x.shape(), d);
   Shape out_shape = x.shape();
@@ -167,12 +171,15 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
 Tensor roll(const Tensor& x, const std::vector<int64_t>& shifts,
             const std::vector<int64_t>& dims) {
   if (dims.empty()) {  // as torch.roll: roll the flattened tensor
-    check(shifts.size() == 1, "roll: without dims exactly one shift is needed, got " +
-                                  std::to_string(shifts.size()));
+    check(shifts.size() == 1, [&] {
+      return "roll: without dims exactly one shift is needed, got " + std::to_string(shifts.size());
+    });
     return reshape(roll(reshape(x, {-1}), shifts, {0}), x.shape());
   }
-  check(shifts.size() == dims.size(), "roll: " + std::to_string(shifts.size()) +
-                                          " shifts for " + std::to_string(dims.size()) + " dims");
+  check(shifts.size() == dims.size(), [&] {
+    return "roll: " + std::to_string(shifts.size()) + " shifts for " + std::to_string(dims.size()) +
+           " dims";
+  });
   // One net shift per dim; a dim named twice rolls by the sum.
   std::vector<int64_t> net(x.dim(), 0);
   for (size_t i = 0; i < dims.size(); ++i) net[wrap_dim(dims[i], x.dim(), "roll")] += shifts[i];
@@ -197,13 +204,14 @@ Tensor roll(const Tensor& x, const std::vector<int64_t>& shifts,
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = wrap_dim(dim, x.dim(), "index_select");
   check(index.dtype() == DType::I64 && index.dim() == 1,
-        "index_select: index must be a 1-D int64 tensor, got " + index.describe());
+        [&] { return "index_select: index must be a 1-D int64 tensor, got " + index.describe(); });
   check_same_device(x, index, "index_select");
   const int64_t size = x.size(d);
   for (int64_t i : index.to_int64_vector())
-    check(i >= 0 && i < size, "index_select: index " + std::to_string(i) +
-                                  " out of range for dim " + std::to_string(d) + " of " +
-                                  x.describe());
+    check(i >= 0 && i < size, [&] {
+      return "index_select: index " + std::to_string(i) + " out of range for dim " +
+             std::to_string(d) + " of " + x.describe();
+    });
   const AxisGeom a = axis_geom(x.shape(), d);
   const int64_t n = index.numel();
   Shape out_shape = x.shape();
@@ -221,11 +229,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
   const std::string pads_text = shape_str(pads);
-  check(pads.size() % 2 == 0 && static_cast<int64_t>(pads.size()) <= 2 * x.dim(),
-        "pad: pads " + pads_text + " must be before/after pairs, at most one per dim of " +
-            x.describe());
+  check(pads.size() % 2 == 0 && static_cast<int64_t>(pads.size()) <= 2 * x.dim(), [&] {
+    return "pad: pads " + pads_text + " must be before/after pairs, at most one per dim of " +
+           x.describe();
+  });
   for (int64_t p : pads)
-    check(p >= 0, "pad: negative padding " + pads_text + " is not supported");
+    check(p >= 0, [&] { return "pad: negative padding " + pads_text + " is not supported"; });
   // One dim at a time: fill with the value, then copy the input block inside.
   std::vector<int64_t> padded_dims, befores;
   Tensor out = x;
@@ -255,9 +264,10 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
 }
 
 Tensor slice_rows(const Tensor& x, int64_t start, int64_t length) {
-  check(x.dim() >= 1 && start >= 0 && length >= 0 && start + length <= x.size(0),
-        "slice_rows: rows [" + std::to_string(start) + ", " + std::to_string(start + length) +
-            ") out of range for " + x.describe());
+  check(x.dim() >= 1 && start >= 0 && length >= 0 && start + length <= x.size(0), [&] {
+    return "slice_rows: rows [" + std::to_string(start) + ", " + std::to_string(start + length) +
+           ") out of range for " + x.describe();
+  });
   int64_t row = x.dim() ? x.numel() / std::max<int64_t>(x.size(0), 1) : 1;
   Shape shape = x.shape();
   shape[0] = length;

@@ -11,11 +11,13 @@
 namespace pk {
 
 Tensor reconstruction_mse(const Tensor& pred, const Tensor& target) {
-  check(pred.shape() == target.shape(), "reconstruction_mse: pred " + pred.describe() +
-                                            " and target " + target.describe() +
-                                            " must have one shape");
-  check(pred.dim() >= 2 && pred.numel() > 0,
-        "reconstruction_mse: needs a non-empty tensor of rank >= 2, got " + pred.describe());
+  check(pred.shape() == target.shape(), [&] {
+    return "reconstruction_mse: pred " + pred.describe() + " and target " + target.describe() +
+           " must have one shape";
+  });
+  check(pred.dim() >= 2 && pred.numel() > 0, [&] {
+    return "reconstruction_mse: needs a non-empty tensor of rank >= 2, got " + pred.describe();
+  });
   check_same_device(pred, target, "reconstruction_mse");
   // Summing over dim 1 and then averaging over every other dim is the total
   // sum divided by the number of positions outside dim 1.
@@ -25,10 +27,12 @@ Tensor reconstruction_mse(const Tensor& pred, const Tensor& target) {
 }
 
 Tensor kl_div_batchmean(const Tensor& log_q, const Tensor& p) {
-  check(log_q.shape() == p.shape(), "kl_div_batchmean: log_q " + log_q.describe() + " and p " +
-                                        p.describe() + " must have one shape");
+  check(log_q.shape() == p.shape(), [&] {
+    return "kl_div_batchmean: log_q " + log_q.describe() + " and p " + p.describe() +
+           " must have one shape";
+  });
   check(log_q.dim() >= 1 && log_q.numel() > 0,
-        "kl_div_batchmean: needs a non-empty tensor, got " + log_q.describe());
+        [&] { return "kl_div_batchmean: needs a non-empty tensor, got " + log_q.describe(); });
   check_same_device(log_q, p, "kl_div_batchmean");
   const float rows = static_cast<float>(log_q.numel() / log_q.size(-1));
   Tensor target = p.detach();  // the target gets no gradient
@@ -44,18 +48,20 @@ Tensor kl_div_batchmean(const Tensor& log_q, const Tensor& p) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   check(logits.dim() == 2 && logits.size(0) > 0 && logits.size(1) > 0,
-        "cross_entropy: expects logits [B, K], got " + logits.describe());
+        [&] { return "cross_entropy: expects logits [B, K], got " + logits.describe(); });
   const int64_t B = logits.size(0), K = logits.size(1);
-  check(labels.dtype() == DType::I64 && labels.shape() == Shape{B},
-        "cross_entropy: expects int64 labels [" + std::to_string(B) + "] for logits " +
-            logits.describe() + ", got " + labels.describe());
+  check(labels.dtype() == DType::I64 && labels.shape() == Shape{B}, [&] {
+    return "cross_entropy: expects int64 labels [" + std::to_string(B) + "] for logits " +
+           logits.describe() + ", got " + labels.describe();
+  });
   // The labels as a one-hot mask: picking log-probabilities becomes a product.
   std::vector<int64_t> label = labels.to_int64_vector();
   std::vector<float> one_hot(static_cast<size_t>(B * K), 0.0f);
   for (int64_t b = 0; b < B; ++b) {
-    check(label[b] >= 0 && label[b] < K, "cross_entropy: label " + std::to_string(label[b]) +
-                                             " of sample " + std::to_string(b) +
-                                             " is outside [0, " + std::to_string(K) + ")");
+    check(label[b] >= 0 && label[b] < K, [&] {
+      return "cross_entropy: label " + std::to_string(label[b]) + " of sample " +
+             std::to_string(b) + " is outside [0, " + std::to_string(K) + ")";
+    });
     one_hot[b * K + label[b]] = 1.0f;
   }
   Tensor pick = Tensor::from_vector(one_hot, {B, K}, logits.device());

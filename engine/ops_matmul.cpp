@@ -7,14 +7,16 @@ namespace pk {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "matmul");
-  check(a.dim() >= 2 && b.dim() >= 2, "matmul: needs tensors of rank >= 2, got " +
-                                          a.describe() + " and " + b.describe());
+  check(a.dim() >= 2 && b.dim() >= 2, [&] {
+    return "matmul: needs tensors of rank >= 2, got " + a.describe() + " and " + b.describe();
+  });
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  check(b.size(-2) == K, "matmul: inner dimensions differ: " + a.describe() + " @ " + b.describe());
+  check(b.size(-2) == K,
+        [&] { return "matmul: inner dimensions differ: " + a.describe() + " @ " + b.describe(); });
   Shape batch_shape(a.shape().begin(), a.shape().end() - 2);
   bool b_shared = b.dim() == 2;  // one matrix for every batch entry
   check(b_shared || Shape(b.shape().begin(), b.shape().end() - 2) == batch_shape,
-        "matmul: batch dimensions differ: " + a.describe() + " @ " + b.describe());
+        [&] { return "matmul: batch dimensions differ: " + a.describe() + " @ " + b.describe(); });
   const int64_t batch = shape_numel(batch_shape);
   Shape out_shape = batch_shape;
   out_shape.push_back(M);
@@ -55,11 +57,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   check_same_device(x, w, "linear");
   check(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1),
-        "linear: input " + x.describe() + " does not fit weight " + w.describe());
+        [&] { return "linear: input " + x.describe() + " does not fit weight " + w.describe(); });
   const int64_t in = w.size(1), out_features = w.size(0), rows = x.numel() / in;
   if (bias.defined())
-    check(bias.shape() == Shape{out_features},
-          "linear: bias " + bias.describe() + " does not fit weight " + w.describe());
+    check(bias.shape() == Shape{out_features}, [&] {
+      return "linear: bias " + bias.describe() + " does not fit weight " + w.describe();
+    });
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   Tensor out = Tensor::empty(out_shape, DType::F32, x.device());

@@ -17,9 +17,10 @@ Tensor detach_or_undefined(const Tensor& t) { return t.defined() ? t.detach() : 
 void check_param(const Tensor& param, const char* role, int64_t size, const Tensor& x,
                  const char* op) {
   if (!param.defined()) return;
-  check(param.shape() == Shape{size}, std::string(op) + ": " + role + " " + param.describe() +
-                                          " does not fit input " + x.describe() + " (needs [" +
-                                          std::to_string(size) + "])");
+  check(param.shape() == Shape{size}, [&] {
+    return std::string(op) + ": " + role + " " + param.describe() + " does not fit input " +
+           x.describe() + " (needs [" + std::to_string(size) + "])";
+  });
   check_same_device(param, x, op);
 }
 
@@ -37,7 +38,7 @@ Tensor reciprocal_std(const Tensor& var, float eps) {
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     const Tensor& running_mean, const Tensor& running_var, bool training,
                     float momentum, float eps) {
-  check(x.dim() == 4, "batch_norm2d: expects x [N, C, H, W], got " + x.describe());
+  check(x.dim() == 4, [&] { return "batch_norm2d: expects x [N, C, H, W], got " + x.describe(); });
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   check_param(weight, "weight", C, x, "batch_norm2d");
   check_param(bias, "bias", C, x, "batch_norm2d");
@@ -49,8 +50,9 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
   Tensor mean, rstd;
   if (training) {
     const int64_t count = N * HW;
-    check(count > 1, "batch_norm2d: training needs more than one value per channel, got " +
-                         x.describe());
+    check(count > 1, [&] {
+      return "batch_norm2d: training needs more than one value per channel, got " + x.describe();
+    });
     mean = Tensor::empty({C}, DType::F32, x.device());
     Tensor var = Tensor::empty({C}, DType::F32, x.device());
     be.channel_stats(N, C, HW, x.data(), mean.data(), var.data());
@@ -88,7 +90,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
   check(x.dim() >= 1 && x.size(-1) > 0,
-        "layer_norm: needs a non-empty last dim, got " + x.describe());
+        [&] { return "layer_norm: needs a non-empty last dim, got " + x.describe(); });
   const int64_t D = x.size(-1), R = x.numel() / D;
   check_param(weight, "weight", D, x, "layer_norm");
   check_param(bias, "bias", D, x, "layer_norm");

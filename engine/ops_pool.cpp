@@ -15,9 +15,10 @@ PoolGeom pool_geometry(const Tensor& x, int64_t kernel, int64_t stride, int64_t 
   const std::string where = std::string(op) + "(kernel " + std::to_string(kernel) + ", stride " +
                             std::to_string(stride) + ", padding " + std::to_string(padding) +
                             ") on " + x.describe();
-  check(x.dim() == 4, where + ": input must be [N, C, H, W]");
-  check(kernel >= 1 && stride >= 1, where + ": kernel and stride must be >= 1");
-  check(padding >= 0 && 2 * padding <= kernel, where + ": padding must be in [0, kernel / 2]");
+  check(x.dim() == 4, [&] { return where + ": input must be [N, C, H, W]"; });
+  check(kernel >= 1 && stride >= 1, [&] { return where + ": kernel and stride must be >= 1"; });
+  check(padding >= 0 && 2 * padding <= kernel,
+        [&] { return where + ": padding must be in [0, kernel / 2]"; });
   PoolGeom g{};
   g.N = x.size(0);
   g.C = x.size(1);
@@ -28,7 +29,7 @@ PoolGeom pool_geometry(const Tensor& x, int64_t kernel, int64_t stride, int64_t 
   g.pad_h = g.pad_w = padding;
   g.count_include_pad = count_include_pad;
   check(g.H + 2 * padding >= kernel && g.W + 2 * padding >= kernel,
-        where + ": kernel larger than the padded input");
+        [&] { return where + ": kernel larger than the padded input"; });
   g.OH = (g.H + 2 * padding - kernel) / stride + 1;
   g.OW = (g.W + 2 * padding - kernel) / stride + 1;
   return g;
@@ -62,12 +63,15 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
-  check(x.dim() == 4, "adaptive_avg_pool2d: input must be [N, C, H, W], got " + x.describe());
-  check(out_h >= 1 && out_w >= 1,
-        "adaptive_avg_pool2d: output size " + std::to_string(out_h) + "x" +
-            std::to_string(out_w) + " must be positive (input " + x.describe() + ")");
+  check(x.dim() == 4,
+        [&] { return "adaptive_avg_pool2d: input must be [N, C, H, W], got " + x.describe(); });
+  check(out_h >= 1 && out_w >= 1, [&] {
+    return "adaptive_avg_pool2d: output size " + std::to_string(out_h) + "x" +
+           std::to_string(out_w) + " must be positive (input " + x.describe() + ")";
+  });
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  check(H >= 1 && W >= 1, "adaptive_avg_pool2d: empty spatial input " + x.describe());
+  check(H >= 1 && W >= 1,
+        [&] { return "adaptive_avg_pool2d: empty spatial input " + x.describe(); });
   Tensor out = Tensor::empty({N, C, out_h, out_w}, DType::F32, x.device());
   backend(x.device()).adaptive_avg_pool2d_forward(N * C, H, W, out_h, out_w, x.data(), out.data());
   const Shape in_shape = x.shape();

@@ -20,15 +20,17 @@ AxisGeom quant_geometry(const Tensor& x, int64_t axis, bool per_channel) {
 }
 
 float max_level(int bits) {
-  check(bits >= 1 && bits <= 16, "quantizer bits must be in [1, 16], got " + std::to_string(bits));
+  check(bits >= 1 && bits <= 16,
+        [&] { return "quantizer bits must be in [1, 16], got " + std::to_string(bits); });
   return static_cast<float>((1 << bits) - 1);
 }
 
 void check_params(const Tensor& x, const Tensor& scale, const Tensor& zero_point,
                   const AxisGeom& g, const char* op) {
-  check(scale.numel() == g.dim && zero_point.numel() == g.dim,
-        std::string(op) + ": scale " + scale.describe() + " / zero point " +
-            zero_point.describe() + " do not fit " + x.describe());
+  check(scale.numel() == g.dim && zero_point.numel() == g.dim, [&] {
+    return std::string(op) + ": scale " + scale.describe() + " / zero point " +
+           zero_point.describe() + " do not fit " + x.describe();
+  });
   check_same_device(x, scale, op);
 }
 
@@ -58,8 +60,9 @@ Tensor fake_quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_po
 
 Tensor adaround_quantize(const Tensor& w, const Tensor& alpha, const Tensor& scale,
                          const Tensor& zero_point, int bits, bool hard) {
-  check(alpha.shape() == w.shape(),
-        "adaround: alpha " + alpha.describe() + " does not match weight " + w.describe());
+  check(alpha.shape() == w.shape(), [&] {
+    return "adaround: alpha " + alpha.describe() + " does not match weight " + w.describe();
+  });
   AxisGeom g = quant_geometry(w, 0, scale.numel() > 1);
   check_params(w, scale, zero_point, g, "adaround_quantize");
   const float qmax = max_level(bits);

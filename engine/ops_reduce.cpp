@@ -22,8 +22,9 @@ Shape align_rank(const Shape& small, size_t rank) {
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
-  check(shape.size() <= x.shape().size() && broadcast_shapes(shape, x.shape()) == x.shape(),
-        "sum_to: cannot reduce " + shape_str(x.shape()) + " to " + shape_str(shape));
+  check(shape.size() <= x.shape().size() && broadcast_shapes(shape, x.shape()) == x.shape(), [&] {
+    return "sum_to: cannot reduce " + shape_str(x.shape()) + " to " + shape_str(shape);
+  });
   Shape aligned = align_rank(shape, x.shape().size());
   Tensor out = Tensor::empty(shape, DType::F32, x.device());
   BroadcastShape s = make_broadcast(x.shape(), aligned, aligned);
@@ -37,8 +38,9 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
-  check(broadcast_shapes(x.shape(), shape) == shape,
-        "broadcast_to: cannot broadcast " + shape_str(x.shape()) + " to " + shape_str(shape));
+  check(broadcast_shapes(x.shape(), shape) == shape, [&] {
+    return "broadcast_to: cannot broadcast " + shape_str(x.shape()) + " to " + shape_str(shape);
+  });
   Shape aligned = align_rank(x.shape(), shape.size());
   Tensor out = Tensor::empty(shape, DType::F32, x.device());
   BroadcastShape s = make_broadcast(aligned, shape, shape);
@@ -57,7 +59,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
     dims[i] = wrap_dim(dims[i], n, "sum");
     // A repeated dim would also make mean divide by its size twice.
     check(std::find(dims.begin(), dims.begin() + i, dims[i]) == dims.begin() + i,
-          "sum: dims " + dims_text + " name one dim twice");
+          [&] { return "sum: dims " + dims_text + " name one dim twice"; });
     kept[dims[i]] = 1;
   }
   Tensor out = sum_to(x, kept);

@@ -15,7 +15,7 @@ using RowBackward = void (*)(int64_t R, int64_t D, const float* y, const float* 
 Tensor over_last_dim(const Tensor& x, const char* name, RowForward Backend::*forward,
                      RowBackward Backend::*backward) {
   check(x.dim() >= 1 && x.size(-1) > 0,
-        std::string(name) + ": needs a non-empty last dim, got " + x.describe());
+        [&] { return std::string(name) + ": needs a non-empty last dim, got " + x.describe(); });
   const int64_t D = x.size(-1), R = x.numel() / D;
   Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
   (backend(x.device()).*forward)(R, D, x.data(), y.data());

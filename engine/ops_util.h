@@ -8,15 +8,19 @@
 namespace pk {
 
 inline void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
-  check(a.device() == b.device(), std::string(op) + ": tensors on different devices (" +
-                                      a.describe() + ", " + b.describe() + ")");
+  check(a.device() == b.device(), [&] {
+    return std::string(op) + ": tensors on different devices (" + a.describe() + ", " +
+           b.describe() + ")";
+  });
 }
 
 // Normalizes a possibly negative dim against rank n, with a clear error.
 inline int64_t wrap_dim(int64_t dim, int64_t n, const char* op) {
   int64_t d = dim < 0 ? dim + n : dim;
-  check(d >= 0 && d < n, std::string(op) + ": dim " + std::to_string(dim) +
-                             " out of range for a tensor of rank " + std::to_string(n));
+  check(d >= 0 && d < n, [&] {
+    return std::string(op) + ": dim " + std::to_string(dim) +
+           " out of range for a tensor of rank " + std::to_string(n);
+  });
   return d;
 }
 

@@ -37,7 +37,8 @@ Storage::~Storage() { backend(device).release(data); }
 // ---- creation ----
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) check(d >= 0, "negative dimension in shape " + shape_str(shape));
+  for (int64_t d : shape)
+    check(d >= 0, [&] { return "negative dimension in shape " + shape_str(shape); });
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
   impl->shape = shape;
@@ -55,16 +56,19 @@ Tensor Tensor::ones(const Shape& shape, Device device) { return full(shape, 1.0f
 Tensor Tensor::scalar(float value, Device device) { return full({}, value, device); }
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, Device device) {
-  check(static_cast<int64_t>(values.size()) == shape_numel(shape),
-        "from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  check(static_cast<int64_t>(values.size()) == shape_numel(shape), [&] {
+    return "from_vector: " + std::to_string(values.size()) + " values for shape " +
+           shape_str(shape);
+  });
   Tensor t = empty(shape, DType::F32, device);
   backend(device).copy_from_host(t.raw_data(), values.data(), values.size() * sizeof(float));
   return t;
 }
 
 Tensor Tensor::from_int64(const std::vector<int64_t>& values, const Shape& shape, Device device) {
-  check(static_cast<int64_t>(values.size()) == shape_numel(shape),
-        "from_int64: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  check(static_cast<int64_t>(values.size()) == shape_numel(shape), [&] {
+    return "from_int64: " + std::to_string(values.size()) + " values for shape " + shape_str(shape);
+  });
   Tensor t = empty(shape, DType::I64, device);
   backend(device).copy_from_host(t.raw_data(), values.data(), values.size() * sizeof(int64_t));
   return t;
@@ -80,7 +84,8 @@ const Shape& Tensor::shape() const {
 int64_t Tensor::size(int64_t d) const {
   int64_t n = dim();
   if (d < 0) d += n;
-  check(d >= 0 && d < n, "dimension " + std::to_string(d) + " out of range for " + describe());
+  check(d >= 0 && d < n,
+        [&] { return "dimension " + std::to_string(d) + " out of range for " + describe(); });
   return impl_->shape[d];
 }
 
@@ -99,12 +104,12 @@ void* Tensor::raw_data() const {
 }
 
 float* Tensor::data() const {
-  check(dtype() == DType::F32, "expected a float32 tensor, got " + describe());
+  check(dtype() == DType::F32, [&] { return "expected a float32 tensor, got " + describe(); });
   return static_cast<float*>(raw_data());
 }
 
 int64_t* Tensor::data_i64() const {
-  check(dtype() == DType::I64, "expected an int64 tensor, got " + describe());
+  check(dtype() == DType::I64, [&] { return "expected an int64 tensor, got " + describe(); });
   return static_cast<int64_t*>(raw_data());
 }
 
@@ -121,7 +126,7 @@ std::vector<int64_t> Tensor::to_int64_vector() const {
 }
 
 float Tensor::item() const {
-  check(numel() == 1, "item() needs a one-element tensor, got " + describe());
+  check(numel() == 1, [&] { return "item() needs a one-element tensor, got " + describe(); });
   return to_vector()[0];
 }
 
@@ -148,8 +153,9 @@ Tensor Tensor::to(Device target) const {
 }
 
 void Tensor::copy_(const Tensor& src) {
-  check(src.shape() == shape() && src.dtype() == dtype(),
-        "copy_: source " + src.describe() + " does not match destination " + describe());
+  check(src.shape() == shape() && src.dtype() == dtype(), [&] {
+    return "copy_: source " + src.describe() + " does not match destination " + describe();
+  });
   Tensor s = src.to(device());
   backend(device()).copy_on_device(raw_data(), s.raw_data(), numel() * dtype_size(dtype()));
 }
@@ -186,8 +192,9 @@ void Tensor::backward(const Tensor& upstream) const {
   if (upstream.defined()) {
     run_backward(*this, upstream);
   } else {
-    check(numel() == 1, "backward() without a gradient needs a one-element tensor, got " +
-                            describe());
+    check(numel() == 1, [&] {
+      return "backward() without a gradient needs a one-element tensor, got " + describe();
+    });
     run_backward(*this, Tensor::full(shape(), 1.0f, device()));
   }
 }

@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -117,5 +118,13 @@ struct TensorImpl {
 // Throws std::invalid_argument with `what` and the tensors' descriptions
 // when a shape or dtype check fails.
 void check(bool condition, const std::string& what);
+
+// The same with a message built by `what()` only when the check fails: ops
+// run these checks on every call, and building messages from shapes on
+// every call showed up in training-loop profiles.
+template <typename What, typename = std::enable_if_t<std::is_invocable_v<What&>>>
+void check(bool condition, What&& what) {
+  if (!condition) check(false, std::string(what()));
+}
 
 }  // namespace pk

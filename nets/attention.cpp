@@ -14,9 +14,10 @@ Tensor Mlp::forward(const Tensor& x) const { return fc2->forward(gelu(fc1->forwa
 
 Attention::Attention(int64_t dim, int64_t heads, bool qkv_bias, ScaleAt at)
     : num_heads(heads), head_dim(dim / heads), scale_at(at) {
-  check(heads > 0 && dim % heads == 0, "Attention: dim " + std::to_string(dim) +
-                                           " is not divisible by num_heads " +
-                                           std::to_string(heads));
+  check(heads > 0 && dim % heads == 0, [&] {
+    return "Attention: dim " + std::to_string(dim) + " is not divisible by num_heads " +
+           std::to_string(heads);
+  });
   // As Python's `head_dim ** -0.5`: computed in double, applied as float32.
   scale = static_cast<float>(std::pow(static_cast<double>(head_dim), -0.5));
   qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, qkv_bias));
@@ -27,7 +28,7 @@ Attention::Attention(int64_t dim, int64_t heads, bool qkv_bias, ScaleAt at)
 
 Tensor Attention::forward(const Tensor& x,
                           const std::function<Tensor(const Tensor&)>& adjust_scores) const {
-  check(x.dim() == 3, "Attention: expects tokens [B, N, C], got " + x.describe());
+  check(x.dim() == 3, [&] { return "Attention: expects tokens [B, N, C], got " + x.describe(); });
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   // [B, N, 3C] -> [3, B, heads, N, head_dim]; q, k, v are its three rows.
   Tensor qkv_heads =

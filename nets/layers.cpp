@@ -7,9 +7,10 @@ namespace pk {
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
                int64_t padding, int64_t groups, bool has_bias, int64_t dilation)
     : HookedLayer(LayerKind::Conv) {
-  check(in_channels % groups == 0 && out_channels % groups == 0,
-        "Conv2d: channels " + std::to_string(in_channels) + "->" + std::to_string(out_channels) +
-            " not divisible by groups " + std::to_string(groups));
+  check(in_channels % groups == 0 && out_channels % groups == 0, [&] {
+    return "Conv2d: channels " + std::to_string(in_channels) + "->" + std::to_string(out_channels) +
+           " not divisible by groups " + std::to_string(groups);
+  });
   weight = register_parameter("weight",
                               Tensor::zeros({out_channels, in_channels / groups, kernel, kernel}));
   if (has_bias) bias = register_parameter("bias", Tensor::zeros({out_channels}));
@@ -47,6 +48,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float eps_, float momentum_)
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) const {
+  if (folded) return x;
   if (training()) {
     Tensor counter = num_batches_tracked;
     counter.copy_(Tensor::from_int64({counter.to_int64_vector()[0] + 1}, {}, counter.device()));

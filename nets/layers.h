@@ -71,6 +71,7 @@ class BatchNorm2d : public Module {
   Tensor forward(const Tensor& x) const;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   float eps, momentum;
+  bool folded = false;  // merged into the preceding conv (fold_bn.h): identity
 };
 
 class LayerNorm : public Module {

@@ -76,7 +76,7 @@ struct MnasNetConfig {
 MnasNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
   MnasNetConfig c;
   const double scale = config_value<double>(cfg, "scale", 2.0);
-  check(scale > 0.0, name + " config: scale must be positive");
+  check(scale > 0.0, [&] { return name + " config: scale must be positive"; });
   for (int64_t base : {32, 16, 24, 40, 80, 96, 192, 320})
     c.depths.push_back(round_to_multiple_of_8(static_cast<double>(base) * scale));
   c.depths = config_value<std::vector<int64_t>>(cfg, "depths", c.depths);
@@ -85,9 +85,11 @@ MnasNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
     for (const auto& row : config_value<std::vector<std::vector<int64_t>>>(cfg, "stacks", {})) {
       check(row.size() == 4 && row[0] > 0 && row[0] % 2 == 1 && row[1] > 0 && row[2] > 0 &&
                 row[3] > 0,
-            name +
-                " config: each stack must be [kernel (odd), stride, expansion, repeats], "
-                "all positive");
+            [&] {
+              return name +
+                     " config: each stack must be [kernel (odd), stride, expansion, repeats], "
+                     "all positive";
+            });
       c.stacks.push_back({row[0], row[1], row[2], row[3]});
     }
   }
@@ -95,14 +97,16 @@ MnasNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
   c.dropout = config_value<float>(cfg, "dropout", c.dropout);
   c.in_chans = config_value<int64_t>(cfg, "in_chans", c.in_chans);
   c.num_classes = config_value<int64_t>(cfg, "num_classes", c.num_classes);
-  check(!c.stacks.empty() && c.depths.size() == c.stacks.size() + 2,
-        name + " config: 'depths' needs 2 + (number of stacks) = " +
-            std::to_string(c.stacks.size() + 2) + " entries, got " +
-            std::to_string(c.depths.size()));
-  for (int64_t d : c.depths) check(d > 0, name + " config: depths must be positive");
-  check(c.dropout >= 0.0f && c.dropout < 1.0f, name + " config: dropout must be in [0, 1)");
+  check(!c.stacks.empty() && c.depths.size() == c.stacks.size() + 2, [&] {
+    return name + " config: 'depths' needs 2 + (number of stacks) = " +
+           std::to_string(c.stacks.size() + 2) + " entries, got " + std::to_string(c.depths.size());
+  });
+  for (int64_t d : c.depths)
+    check(d > 0, [&] { return name + " config: depths must be positive"; });
+  check(c.dropout >= 0.0f && c.dropout < 1.0f,
+        [&] { return name + " config: dropout must be in [0, 1)"; });
   check(c.head_channels > 0 && c.in_chans > 0 && c.num_classes > 0,
-        name + " config: head_channels, in_chans and num_classes must be positive");
+        [&] { return name + " config: head_channels, in_chans and num_classes must be positive"; });
   return c;
 }
 
@@ -163,8 +167,9 @@ class MnasNet : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(t >= 0 && t < num_units(),
-          "MnasNet::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units()));
+    check(t >= 0 && t < num_units(), [&] {
+      return "MnasNet::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units());
+    });
     const int64_t n = num_units(), stem = static_cast<int64_t>(stem_convs_.size());
     if (t < stem) return stem_convs_[t]->forward(x);
     if (t == n - 2) return head_conv_->forward(x);

@@ -74,7 +74,7 @@ struct MobileNetV2Config {
 MobileNetV2Config parse_config(const std::string& name, const nlohmann::json& cfg) {
   MobileNetV2Config c;
   c.width_mult = config_value<double>(cfg, "width_mult", c.width_mult);
-  check(c.width_mult > 0.0, name + " config: width_mult must be positive");
+  check(c.width_mult > 0.0, [&] { return name + " config: width_mult must be positive"; });
   const int64_t widened = static_cast<int64_t>(1280 * c.width_mult);
   c.last_channel = config_value<int64_t>(cfg, "last_channel", c.width_mult > 1.0 ? widened : 1280);
   c.setting =
@@ -82,17 +82,20 @@ MobileNetV2Config parse_config(const std::string& name, const nlohmann::json& cf
   c.dropout = config_value<float>(cfg, "dropout", c.dropout);
   c.in_chans = config_value<int64_t>(cfg, "in_chans", c.in_chans);
   c.num_classes = config_value<int64_t>(cfg, "num_classes", c.num_classes);
-  check(!c.setting.empty(), name + " config: inverted_residual_setting is empty");
+  check(!c.setting.empty(), [&] { return name + " config: inverted_residual_setting is empty"; });
   for (const auto& row : c.setting)
     check(row.size() == 4 && row[0] > 0 && row[1] >= 1 && row[2] >= 1 && row[3] >= 1 &&
               row[1] == std::floor(row[1]) && row[2] == std::floor(row[2]) &&
               row[3] == std::floor(row[3]),
-          name +
-              " config: each inverted_residual_setting row must be [t, c, n, s] with "
-              "t > 0 and positive integers c, n, s");
-  check(c.dropout >= 0.0f && c.dropout < 1.0f, name + " config: dropout must be in [0, 1)");
+          [&] {
+            return name +
+                   " config: each inverted_residual_setting row must be [t, c, n, s] with "
+                   "t > 0 and positive integers c, n, s";
+          });
+  check(c.dropout >= 0.0f && c.dropout < 1.0f,
+        [&] { return name + " config: dropout must be in [0, 1)"; });
   check(c.last_channel > 0 && c.in_chans > 0 && c.num_classes > 0,
-        name + " config: last_channel, in_chans and num_classes must be positive");
+        [&] { return name + " config: last_channel, in_chans and num_classes must be positive"; });
   return c;
 }
 
@@ -142,8 +145,10 @@ class MobileNetV2 : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(t >= 0 && t < num_units(), "MobileNetV2::run_unit: unit " + std::to_string(t) + " of " +
-                                         std::to_string(num_units()));
+    check(t >= 0 && t < num_units(), [&] {
+      return "MobileNetV2::run_unit: unit " + std::to_string(t) + " of " +
+             std::to_string(num_units());
+    });
     const int64_t n = num_units();
     if (t == 0) return stem_conv_->forward(x);
     if (t == n - 2) return head_conv_->forward(x);

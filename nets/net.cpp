@@ -18,9 +18,10 @@ const char* unit_kind_name(UnitKind kind) {
 }
 
 Tensor Net::forward_range(const Tensor& input, int64_t first, int64_t last) {
-  check(0 <= first && first < last && last <= num_units(),
-        "forward_range: bad unit range [" + std::to_string(first) + ", " + std::to_string(last) +
-            ") for " + std::to_string(num_units()) + " units");
+  check(0 <= first && first < last && last <= num_units(), [&] {
+    return "forward_range: bad unit range [" + std::to_string(first) + ", " + std::to_string(last) +
+           ") for " + std::to_string(num_units()) + " units";
+  });
   Tensor x = input;
   for (int64_t t = first;; ++t) {
     Tensor y = run_unit(t, x);

@@ -8,12 +8,13 @@ Preprocess parse_preprocess(const nlohmann::json& cfg, Preprocess p) {
   p.input_size = config_value<int64_t>(cfg, "input_size", p.input_size);
   p.crop_pct = config_value<double>(cfg, "crop_pct", p.crop_pct);
   p.interpolation = config_value<std::string>(cfg, "interpolation", p.interpolation);
-  check(p.interpolation == "bilinear" || p.interpolation == "bicubic",
-        "model config: interpolation must be bilinear or bicubic, got '" + p.interpolation + "'");
+  check(p.interpolation == "bilinear" || p.interpolation == "bicubic", [&] {
+    return "model config: interpolation must be bilinear or bicubic, got '" + p.interpolation + "'";
+  });
   check(p.crop_pct > 0.0 && p.crop_pct <= 1.0, "model config: crop_pct must be in (0, 1]");
   auto triple = [&](const char* key, float* out) {
     std::vector<float> v = config_value<std::vector<float>>(cfg, key, {out[0], out[1], out[2]});
-    check(v.size() == 3, std::string("model config: '") + key + "' needs 3 values");
+    check(v.size() == 3, [&] { return std::string("model config: '") + key + "' needs 3 values"; });
     for (int i = 0; i < 3; ++i) out[i] = v[i];
   };
   triple("mean", p.mean);

@@ -83,20 +83,22 @@ RegNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
   c.in_chans = config_value<int64_t>(cfg, "in_chans", c.in_chans);
   c.num_classes = config_value<int64_t>(cfg, "num_classes", c.num_classes);
   check(config_value<double>(cfg, "se_ratio", 0.0) == 0.0,
-        name + " config: squeeze-excitation (se_ratio) is not part of RegNetX");
-  check(c.stem_width > 0 && c.bottleneck_mult > 0 && c.in_chans > 0 && c.num_classes > 0,
-        name + " config: stem_width, bottleneck_mult, in_chans and num_classes must be positive");
+        [&] { return name + " config: squeeze-excitation (se_ratio) is not part of RegNetX"; });
+  check(c.stem_width > 0 && c.bottleneck_mult > 0 && c.in_chans > 0 && c.num_classes > 0, [&] {
+    return name + " config: stem_width, bottleneck_mult, in_chans and num_classes must be positive";
+  });
 
   const nlohmann::json regnet = config_value<nlohmann::json>(cfg, "regnet_config", {});
-  check(regnet.is_null() || regnet.is_object(),
-        name + " config: regnet_config must be an object {WA, W0, WM, DEPTH, GROUP_W}");
+  check(regnet.is_null() || regnet.is_object(), [&] {
+    return name + " config: regnet_config must be an object {WA, W0, WM, DEPTH, GROUP_W}";
+  });
   params.wa = config_value<double>(regnet, "WA", params.wa);
   params.w0 = config_value<double>(regnet, "W0", params.w0);
   params.wm = config_value<double>(regnet, "WM", params.wm);
   params.depth = config_value<int64_t>(regnet, "DEPTH", params.depth);
   params.group_width = config_value<int64_t>(regnet, "GROUP_W", params.group_width);
   check(!config_value<bool>(regnet, "SE_ON", false),
-        name + " config: regnet_config.SE_ON is not part of RegNetX");
+        [&] { return name + " config: regnet_config.SE_ON is not part of RegNetX"; });
   c.stages = generate_stages(params, c.bottleneck_mult);
 
   // Explicit stages take precedence over the generated ones.
@@ -112,13 +114,16 @@ RegNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
       const int64_t wb = bottleneck_width(spec.width, c.bottleneck_mult);
       check(spec.depth > 0 && spec.width > 0 && spec.stride > 0 && spec.group_width > 0 &&
                 wb % spec.group_width == 0,
-            name + " config: stage " + spec.name +
-                " needs positive depth, width, stride and a group_width dividing its width");
-      check(config_value<int64_t>(s, "groups", wb / spec.group_width) == wb / spec.group_width,
-            name + " config: stage " + spec.name + " groups != width / group_width");
+            [&] {
+              return name + " config: stage " + spec.name +
+                     " needs positive depth, width, stride and a group_width dividing its width";
+            });
+      check(
+          config_value<int64_t>(s, "groups", wb / spec.group_width) == wb / spec.group_width,
+          [&] { return name + " config: stage " + spec.name + " groups != width / group_width"; });
       c.stages.push_back(spec);
     }
-    check(!c.stages.empty(), name + " config: 'stages' is empty");
+    check(!c.stages.empty(), [&] { return name + " config: 'stages' is empty"; });
   }
   return c;
 }
@@ -200,8 +205,9 @@ class RegNetX : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(t >= 0 && t < num_units(),
-          "RegNetX::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units()));
+    check(t >= 0 && t < num_units(), [&] {
+      return "RegNetX::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units());
+    });
     if (t == 0) return stem_conv_->forward(x);
     if (t == num_units() - 1) return fc_->forward(x);
     return blocks_[t - 1]->forward(x);

@@ -111,27 +111,31 @@ ResNetConfig parse_config(const std::string& name, const nlohmann::json& cfg) {
   c.depths =
       name == "resnet50" ? std::vector<int64_t>{3, 4, 6, 3} : std::vector<int64_t>{2, 2, 2, 2};
   block = config_value<std::string>(cfg, "block", block);
-  check(block == "BasicBlock" || block == "Bottleneck",
-        name + " config: block must be BasicBlock or Bottleneck, got '" + block + "'");
+  check(block == "BasicBlock" || block == "Bottleneck", [&] {
+    return name + " config: block must be BasicBlock or Bottleneck, got '" + block + "'";
+  });
   c.bottleneck = block == "Bottleneck";
   const int64_t expansion = c.bottleneck ? Bottleneck::kExpansion : BasicBlock::kExpansion;
   check(config_value<int64_t>(cfg, "block_expansion", expansion) == expansion,
-        name + " config: block_expansion does not match block " + block);
-  check(!config_value<bool>(cfg, "deep_stem", false),
-        name + " config: deep_stem is not supported (BRECQ's ResNets use the 7x7 stem)");
+        [&] { return name + " config: block_expansion does not match block " + block; });
+  check(!config_value<bool>(cfg, "deep_stem", false), [&] {
+    return name + " config: deep_stem is not supported (BRECQ's ResNets use the 7x7 stem)";
+  });
   c.depths = config_value<std::vector<int64_t>>(cfg, "layers", c.depths);
   c.width = config_value<int64_t>(cfg, "width", c.width);
   c.stage_planes = config_value<std::vector<int64_t>>(
       cfg, "stage_planes", {c.width, 2 * c.width, 4 * c.width, 8 * c.width});
   c.in_chans = config_value<int64_t>(cfg, "in_chans", c.in_chans);
   c.num_classes = config_value<int64_t>(cfg, "num_classes", c.num_classes);
-  check(!c.depths.empty() && c.depths.size() == c.stage_planes.size(),
-        name + " config: 'layers' and 'stage_planes' need the same (non-zero) number of stages");
+  check(!c.depths.empty() && c.depths.size() == c.stage_planes.size(), [&] {
+    return name + " config: 'layers' and 'stage_planes' need the same (non-zero) number of stages";
+  });
   for (size_t s = 0; s < c.depths.size(); ++s)
-    check(c.depths[s] > 0 && c.stage_planes[s] > 0,
-          name + " config: stage " + std::to_string(s + 1) + " needs positive depth and planes");
+    check(c.depths[s] > 0 && c.stage_planes[s] > 0, [&] {
+      return name + " config: stage " + std::to_string(s + 1) + " needs positive depth and planes";
+    });
   check(c.width > 0 && c.in_chans > 0 && c.num_classes > 0,
-        name + " config: width, in_chans and num_classes must be positive");
+        [&] { return name + " config: width, in_chans and num_classes must be positive"; });
   return c;
 }
 
@@ -169,8 +173,9 @@ class ResNet : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(t >= 0 && t < num_units(),
-          "ResNet::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units()));
+    check(t >= 0 && t < num_units(), [&] {
+      return "ResNet::run_unit: unit " + std::to_string(t) + " of " + std::to_string(num_units());
+    });
     if (t == 0) return conv1_->forward(x);
     if (t == num_units() - 1) return fc_->forward(x);
     return blocks_[t - 1]->forward(x);

@@ -132,8 +132,11 @@ class SwinBlock : public Module {
   // x [B, H, W, C] (NHWC).
   Tensor forward(const Tensor& x) const {
     check(x.dim() == 4 && x.size(1) == resolution_ && x.size(2) == resolution_ && x.size(3) == dim_,
-          "SwinBlock: expects [B, " + std::to_string(resolution_) + ", " +
-              std::to_string(resolution_) + ", " + std::to_string(dim_) + "], got " + x.describe());
+          [&] {
+            return "SwinBlock: expects [B, " + std::to_string(resolution_) + ", " +
+                   std::to_string(resolution_) + ", " + std::to_string(dim_) + "], got " +
+                   x.describe();
+          });
     const int64_t B = x.size(0), C = dim_, ws = window_, per_side = padded_ / ws;
     Tensor h = norm1->forward(x);
     if (shift_ > 0) h = roll(h, {-shift_, -shift_}, {1, 2});
@@ -206,8 +209,10 @@ class SwinTransformer : public Net {
     preprocess_ = preprocess;
     num_classes_ = c.num_classes;
     int64_t resolution = c.img_size / c.patch_size;
-    check(resolution > 0, "model config (swin): img_size " + std::to_string(c.img_size) +
-                              " is smaller than patch_size " + std::to_string(c.patch_size));
+    check(resolution > 0, [&] {
+      return "model config (swin): img_size " + std::to_string(c.img_size) +
+             " is smaller than patch_size " + std::to_string(c.patch_size);
+    });
     patch_embed_ = register_module("patch_embed", std::make_shared<SwinPatchEmbed>(c));
     steps_.push_back({Step::Embed, nullptr, nullptr});
     add_unit("patch_embed", UnitKind::Before, {"patch_embed.proj"});
@@ -218,9 +223,11 @@ class SwinTransformer : public Net {
       const std::string stage_name = "layers." + std::to_string(i);
       auto stage = layers->append(std::make_shared<Module>());
       if (i > 0) {
-        check(resolution % 2 == 0,
-              "model config (swin): stage " + std::to_string(i) + " merges 2x2 patches of an odd " +
-                  std::to_string(resolution) + "x" + std::to_string(resolution) + " grid");
+        check(resolution % 2 == 0, [&] {
+          return "model config (swin): stage " + std::to_string(i) +
+                 " merges 2x2 patches of an odd " + std::to_string(resolution) + "x" +
+                 std::to_string(resolution) + " grid";
+        });
         auto merge = stage->register_module(
             "downsample", std::make_shared<PatchMerging>(dim, 2 * dim, c.layer_norm_eps));
         steps_.push_back({Step::Merge, nullptr, merge.get()});
@@ -263,16 +270,18 @@ class SwinTransformer : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(0 <= t && t < num_units(), "swin run_unit: no unit " + std::to_string(t));
+    check(0 <= t && t < num_units(), [&] { return "swin run_unit: no unit " + std::to_string(t); });
     const Step& s = steps_[t];
     switch (s.kind) {
       case Step::Embed:
         // timm's PatchEmbed is strict about the image size (masks are fixed).
         check(x.dim() == 4 && x.size(1) == cfg_.in_chans && x.size(2) == cfg_.img_size &&
                   x.size(3) == cfg_.img_size,
-              model_name_ + ": expects images [B, " + std::to_string(cfg_.in_chans) + ", " +
-                  std::to_string(cfg_.img_size) + ", " + std::to_string(cfg_.img_size) + "], got " +
-                  x.describe());
+              [&] {
+                return model_name_ + ": expects images [B, " + std::to_string(cfg_.in_chans) +
+                       ", " + std::to_string(cfg_.img_size) + ", " + std::to_string(cfg_.img_size) +
+                       "], got " + x.describe();
+              });
         return patch_embed_->proj->forward(x);
       case Step::Merge:
         return s.merge->reduction->forward(x);
@@ -286,7 +295,7 @@ class SwinTransformer : public Net {
 
   // What follows unit t's layers, then what precedes unit t+1's layer.
   Tensor glue(int64_t t, const Tensor& y) override {
-    check(0 <= t && t < num_units(), "swin glue: no unit " + std::to_string(t));
+    check(0 <= t && t < num_units(), [&] { return "swin glue: no unit " + std::to_string(t); });
     if (t == num_units() - 1) return y;
     Tensor x = y;
     if (steps_[t].kind == Step::Embed) x = patch_embed_->norm->forward(permute(y, {0, 2, 3, 1}));
@@ -315,9 +324,10 @@ void check_effective_blocks(const nlohmann::json& cfg, const SwinTransformer& ne
   if (!cfg.is_object() || !cfg.contains("effective_blocks")) return;
   const auto ours = net.effective_blocks();
   const nlohmann::json& listed = cfg.at("effective_blocks");
-  check(listed.is_array() && listed.size() == ours.size(),
-        "model config (swin): effective_blocks lists " + std::to_string(listed.size()) +
-            " blocks, the depths give " + std::to_string(ours.size()));
+  check(listed.is_array() && listed.size() == ours.size(), [&] {
+    return "model config (swin): effective_blocks lists " + std::to_string(listed.size()) +
+           " blocks, the depths give " + std::to_string(ours.size());
+  });
   for (size_t i = 0; i < ours.size(); ++i) {
     const nlohmann::json& e = listed[i];
     const auto& o = ours[i];
@@ -328,10 +338,12 @@ void check_effective_blocks(const nlohmann::json& cfg, const SwinTransformer& ne
     check(e.at("stage").get<int64_t>() == o[0] && e.at("block").get<int64_t>() == o[1] &&
               pair_is("input_resolution", o[2]) && pair_is("window_size", o[3]) &&
               pair_is("shift_size", o[4]),
-          "model config (swin): effective_blocks[" + std::to_string(i) + "] = " + e.dump() +
-              " differs from stage " + std::to_string(o[0]) + " block " + std::to_string(o[1]) +
-              ": resolution " + std::to_string(o[2]) + ", window " + std::to_string(o[3]) +
-              ", shift " + std::to_string(o[4]));
+          [&] {
+            return "model config (swin): effective_blocks[" + std::to_string(i) +
+                   "] = " + e.dump() + " differs from stage " + std::to_string(o[0]) + " block " +
+                   std::to_string(o[1]) + ": resolution " + std::to_string(o[2]) + ", window " +
+                   std::to_string(o[3]) + ", shift " + std::to_string(o[4]);
+          });
   }
 }
 
@@ -339,7 +351,8 @@ void check_effective_blocks(const nlohmann::json& cfg, const SwinTransformer& ne
 
 std::shared_ptr<Net> create_swin(const std::string& name, const nlohmann::json& cfg) {
   auto standard = swin_standards().find(name);
-  check(standard != swin_standards().end(), "create_swin: unknown Swin model '" + name + "'");
+  check(standard != swin_standards().end(),
+        [&] { return "create_swin: unknown Swin model '" + name + "'"; });
   const SwinStandard& s = standard->second;
   const nlohmann::json kw =
       config_value<nlohmann::json>(cfg, "timm_kwargs", nlohmann::json::object());
@@ -373,9 +386,10 @@ std::shared_ptr<Net> create_swin(const std::string& name, const nlohmann::json& 
   defaults.crop_pct = 0.9;
   defaults.interpolation = "bicubic";
   Preprocess p = parse_preprocess(cfg, defaults);
-  check(p.input_size == c.img_size, "model config (swin): input_size " +
-                                        std::to_string(p.input_size) + " differs from img_size " +
-                                        std::to_string(c.img_size));
+  check(p.input_size == c.img_size, [&] {
+    return "model config (swin): input_size " + std::to_string(p.input_size) +
+           " differs from img_size " + std::to_string(c.img_size);
+  });
   auto net = std::make_shared<SwinTransformer>(name, c, p);
   check_effective_blocks(cfg, *net);
   return net;

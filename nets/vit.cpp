@@ -41,7 +41,7 @@ const std::map<std::string, VitStandard>& vit_standards() {
 // Rejects config.json settings of timm's VisionTransformer that this class does not build.
 void check_vit_supported(const nlohmann::json& cfg, const nlohmann::json& kw) {
   auto require = [](bool ok, const std::string& what) {
-    check(ok, "model config (vit): unsupported setting " + what);
+    check(ok, [&] { return "model config (vit): unsupported setting " + what; });
   };
   require(config_value<bool>(kw, "class_token", true), "class_token=false");
   require(config_value<std::string>(kw, "global_pool", "token") == "token",
@@ -91,8 +91,10 @@ class VisionTransformer : public Net {
     preprocess_ = preprocess;
     num_classes_ = c.num_classes;
     const int64_t grid = c.img_size / c.patch_size;
-    check(grid > 0, "model config (vit): img_size " + std::to_string(c.img_size) +
-                        " is smaller than patch_size " + std::to_string(c.patch_size));
+    check(grid > 0, [&] {
+      return "model config (vit): img_size " + std::to_string(c.img_size) +
+             " is smaller than patch_size " + std::to_string(c.patch_size);
+    });
     // Registration order follows timm, so named_modules() lists layers in network order.
     patch_embed_ = register_module(
         "patch_embed", std::make_shared<PatchEmbed>(c.in_chans, c.embed_dim, c.patch_size));
@@ -115,14 +117,16 @@ class VisionTransformer : public Net {
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {
-    check(0 <= t && t < num_units(), "vit run_unit: no unit " + std::to_string(t));
+    check(0 <= t && t < num_units(), [&] { return "vit run_unit: no unit " + std::to_string(t); });
     if (t == 0) {
       // timm's PatchEmbed is strict about the image size (pos_embed is fixed).
       check(x.dim() == 4 && x.size(1) == cfg_.in_chans && x.size(2) == cfg_.img_size &&
                 x.size(3) == cfg_.img_size,
-            model_name_ + ": expects images [B, " + std::to_string(cfg_.in_chans) + ", " +
-                std::to_string(cfg_.img_size) + ", " + std::to_string(cfg_.img_size) + "], got " +
-                x.describe());
+            [&] {
+              return model_name_ + ": expects images [B, " + std::to_string(cfg_.in_chans) + ", " +
+                     std::to_string(cfg_.img_size) + ", " + std::to_string(cfg_.img_size) +
+                     "], got " + x.describe();
+            });
       return patch_embed_->proj->forward(x);
     }
     if (t == num_units() - 1) return head_->forward(x);
@@ -130,7 +134,7 @@ class VisionTransformer : public Net {
   }
 
   Tensor glue(int64_t t, const Tensor& y) override {
-    check(0 <= t && t < num_units(), "vit glue: no unit " + std::to_string(t));
+    check(0 <= t && t < num_units(), [&] { return "vit glue: no unit " + std::to_string(t); });
     if (t == 0) {  // [B, D, gh, gw] -> [B, 1 + gh*gw, D]
       const int64_t B = y.size(0), D = y.size(1);
       Tensor tokens = transpose(flatten(y, 2), 1, 2);
@@ -157,7 +161,8 @@ class VisionTransformer : public Net {
 
 std::shared_ptr<Net> create_vit(const std::string& name, const nlohmann::json& cfg) {
   auto standard = vit_standards().find(name);
-  check(standard != vit_standards().end(), "create_vit: unknown ViT/DeiT model '" + name + "'");
+  check(standard != vit_standards().end(),
+        [&] { return "create_vit: unknown ViT/DeiT model '" + name + "'"; });
   const VitStandard& s = standard->second;
   const nlohmann::json kw =
       config_value<nlohmann::json>(cfg, "timm_kwargs", nlohmann::json::object());
@@ -189,9 +194,10 @@ std::shared_ptr<Net> create_vit(const std::string& name, const nlohmann::json& c
     for (int i = 0; i < 3; ++i) defaults.mean[i] = defaults.std[i] = 0.5f;
   }
   Preprocess p = parse_preprocess(cfg, defaults);
-  check(p.input_size == c.img_size, "model config (vit): input_size " +
-                                        std::to_string(p.input_size) + " differs from img_size " +
-                                        std::to_string(c.img_size));
+  check(p.input_size == c.img_size, [&] {
+    return "model config (vit): input_size " + std::to_string(p.input_size) +
+           " differs from img_size " + std::to_string(c.img_size);
+  });
   return std::make_shared<VisionTransformer>(name, c, p);
 }
 

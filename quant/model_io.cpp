@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/safetensors.h"
+#include "nets/fold_bn.h"
 
 namespace pk {
 
@@ -162,6 +163,9 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
     layers = quant.at("layers");
     out.has_float_weights = quant.at("float_weights").get<bool>();
     out.net = create_net(model_name, config);
+    // Folded nets have conv biases (the folded ones, loaded below) and
+    // pass-through BatchNorms.
+    if (out.metadata.value("fold_bn", false)) fold_batch_norms(*out.net);
     out.model = std::make_unique<QuantModel>(out.net, settings_from(quant), false);
   } catch (const json::exception& e) {
     fail(path, std::string("malformed packptq metadata: ") + e.what());

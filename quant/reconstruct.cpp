@@ -53,10 +53,28 @@ Tensor run_target(QuantModel& model, const ReconTarget& target, const Tensor& x)
   return model.net().forward_range(x, target.first_unit, target.last_unit);
 }
 
+// Runs f on row batches of `rows` (batch_size at a time, as a capture from
+// the images would) and concatenates the results.
+template <typename F>
+Tensor by_batches(const Tensor& rows, int64_t batch_size, F f) {
+  std::vector<Tensor> out;
+  const int64_t n = rows.size(0);
+  for (int64_t b0 = 0; b0 < n; b0 += batch_size)
+    out.push_back(f(slice_rows(rows, b0, std::min(batch_size, n - b0))));
+  return concat(out, 0);
+}
+
 Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
-                 int64_t batch_size) {
+                 int64_t batch_size, const UnitInputs* carried) {
   NoGradGuard guard;
   Net& net = model.net();
+  if (carried && target.layer < 0 && carried->unit == target.first_unit) {
+    model.set_quant(false, false);
+    Tensor y = by_batches(carried->x_fp, batch_size, [&](const Tensor& x) {
+      return net.forward_range(x, target.first_unit, target.last_unit);
+    });
+    return {carried->x_q, carried->x_fp, y};
+  }
   std::vector<Tensor> xq, xfp, ys;
   const int64_t n = calibration.size(0);
   for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
@@ -84,14 +102,33 @@ Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& cal
   return {concat(xq, 0), concat(xfp, 0), concat(ys, 0)};
 }
 
+// Hands on the inputs of the unit after a reconstructed unit target: its
+// float output through the glue, and its quantized output on the quantized
+// input.
+void carry_inputs(QuantModel& model, const ReconTarget& target, const Captured& data,
+                  int64_t batch_size, UnitInputs& carried) {
+  NoGradGuard guard;
+  Net& net = model.net();
+  const int64_t last = target.last_unit;
+  carried = UnitInputs{};
+  if (target.layer >= 0 || last >= net.num_units()) return;
+  model.set_quant(true, true);
+  Tensor x_q = by_batches(data.x_q, batch_size, [&](const Tensor& x) {
+    return net.glue(last - 1, net.forward_range(x, target.first_unit, last));
+  });
+  Tensor x_fp =
+      by_batches(data.y, batch_size, [&](const Tensor& y) { return net.glue(last - 1, y); });
+  carried = UnitInputs{last, x_q, x_fp};
+}
+
 }  // namespace
 
 ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
-                        const ReconOptions& opt, Generator& gen) {
+                        const ReconOptions& opt, Generator& gen, UnitInputs* carried) {
   check(opt.iterations > 0 && opt.batch_size > 0,
         "reconstruction needs positive iterations and batch size");
   auto start = std::chrono::steady_clock::now();
-  Captured data = capture(model, target, calibration, opt.batch_size);
+  Captured data = capture(model, target, calibration, opt.batch_size, carried);
   const int64_t n = data.x_q.size(0);
 
   // Trainable state: AdaRound alphas and activation scales of the target.
@@ -172,6 +209,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
         q->scale.zero_grad();
       }
   }
+  if (carried) carry_inputs(model, target, data, opt.batch_size, *carried);
   double final_loss = tail_sum / static_cast<double>(std::min(tail, opt.iterations));
   char detail[64];
   std::snprintf(detail, sizeof detail, "final rec loss %.5g", final_loss);

@@ -40,10 +40,21 @@ struct ReconResult {
 // towards beta_end. `count` is 1-based.
 double rounding_beta(int64_t count, const ReconOptions& opt);
 
+// The inputs of unit `unit` over the whole calibration set, in the quantized
+// model (every unit before it quantized) and in the float model. Unit targets
+// reconstructed in network order hand them on, so that each target runs only
+// its own units instead of the network from the images.
+struct UnitInputs {
+  int64_t unit = -1;
+  Tensor x_q, x_fp;
+};
+
 // Captures the target's inputs (quantized model and float model) and float
 // output over the calibration set, trains, then fixes the target's weights
-// to hard rounding and its activation scales.
+// to hard rounding and its activation scales. With `carried` (unit targets),
+// inputs carried for target.first_unit are used instead of a capture, and on
+// return it holds the inputs of target.last_unit.
 ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
-                        const ReconOptions& opt, Generator& gen);
+                        const ReconOptions& opt, Generator& gen, UnitInputs* carried = nullptr);
 
 }  // namespace pk

@@ -11,6 +11,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
+#include "nets/fold_bn.h"
 #include "nets/init.h"
 #include "nets/net.h"
 #include "tests/testing.h"
@@ -235,4 +236,58 @@ TEST_CASE("init_random follows the documented initialization") {
   auto again = create_net("resnet18", {{"num_classes", 10}, {"width", 16}});
   init_random(*again, 5);
   CHECK(again->state_dict().at("fc.weight").to_vector() == state.at("fc.weight").to_vector());
+}
+
+TEST_CASE("BatchNorm folding: every BatchNorm merges into its conv, logits stay PyTorch's") {
+  for (const std::string fixture : kFixtureNames) {
+    CAPTURE(fixture);
+    const nlohmann::json config = read_config(fixture);
+    auto net = create_net(config.at("model_name").get<std::string>(), config);
+    net->load_state_dict(load_checkpoint(kModels + fixture + "/model.safetensors"), true, fixture);
+    net->eval();
+    int64_t batch_norms = 0;
+    for (auto& [name, module] : net->named_modules())
+      batch_norms += dynamic_cast<BatchNorm2d*>(module) != nullptr;
+    const int64_t params_before = net->num_parameters();
+
+    REQUIRE(fold_batch_norms(*net) == batch_norms);
+    CHECK(batch_norms > 0);
+    for (auto& [name, module] : net->named_modules())
+      if (auto* bn = dynamic_cast<BatchNorm2d*>(module)) CHECK_MESSAGE(bn->folded, name);
+    CHECK(net->num_parameters() >= params_before);  // convs without bias gained one
+
+    const TensorMap golden = load_safetensors(kModels + fixture + "/golden.safetensors");
+    const std::vector<float> expected = golden.at("logits").to_vector();
+    Tensor logits;
+    {
+      NoGradGuard no_grad;
+      logits = net->forward(golden.at("input"));
+    }
+    const std::vector<float> actual = logits.to_vector();
+    double max_logit = 0.0, max_diff = 0.0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      max_logit = std::max(max_logit, std::fabs(static_cast<double>(expected[i])));
+      max_diff = std::max(max_diff, std::fabs(static_cast<double>(actual[i]) - expected[i]));
+    }
+    MESSAGE(fixture << " folded: max |diff| " << max_diff << " (relative " << max_diff / max_logit
+                    << ")");
+    CHECK(max_diff <= 1e-4 * max_logit);
+  }
+}
+
+TEST_CASE("BatchNorm folding: nets without BatchNorm fold nothing, orphans are refused") {
+  auto vit = create_net("deit_tiny");
+  CHECK(fold_batch_norms(*vit) == 0);
+  // A BatchNorm after a Linear has no conv to merge into.
+  struct Orphan : Module {
+    Orphan() {
+      register_module("fc", std::make_shared<Linear>(4, 4));
+      register_module("bn", std::make_shared<BatchNorm2d>(4));
+    }
+  };
+  auto resnet = create_net("resnet18");
+  resnet->register_module("orphan", std::make_shared<Orphan>());
+  CHECK_THROWS_WITH_AS(fold_batch_norms(*resnet),
+                       doctest::Contains("BatchNorm2d orphan.bn does not directly follow a Conv2d"),
+                       std::invalid_argument);
 }

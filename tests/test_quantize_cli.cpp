@@ -213,6 +213,47 @@ TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval -
   CHECK(eval["model_name"] == "resnet18");
 }
 
+TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloads exactly") {
+  TempDir out;
+  const std::vector<std::string> args =
+      with(quick_run(out.path), {"--fold_bn", "--method", "brecq", "--calibration_iterations", "5"});
+  REQUIRE(run_command(run_quantize, args) == 0);
+  const nlohmann::json report = read_json(out.path / "report.json");
+  CHECK(report["config"]["fold_bn"] == true);
+  CHECK(report["fp32_top1"] == first_run().report["fp32_top1"]);  // the same net, folded
+  const std::vector<fs::path> logs = files_in(out.path, "_resnet18_w4_a4.log");
+  REQUIRE(logs.size() == 1);
+  std::ifstream log(logs[0]);
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("folded 20 BatchNorm2d layers") != std::string::npos);  // bn1, 8 x 2, 3 downsample
+
+  const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
+  REQUIRE(trained.size() == 1);
+  CHECK(load_quantized_model(trained[0].string()).metadata["fold_bn"] == true);
+  const fs::path eval_report = out.path / "eval.json";
+  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
+                                 dataset().string(), "--threads", "2", "--report_json",
+                                 eval_report.string()}) == 0);
+  CHECK(read_json(eval_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+
+  // Resuming its initialized model keeps the folding; asking for it on an
+  // unfolded file is refused.
+  const std::vector<fs::path> inited = files_in(out.path / "inited_models", ".safetensors");
+  REQUIRE(inited.size() == 1);
+  TempDir resumed;
+  REQUIRE(run_command(run_quantize,
+                      {"quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
+                       inited[0].string(), "--calibration_samples", "128", "--threads", "2",
+                       "--method", "rtn", "--output_dir", resumed.path.string(), "--report_json",
+                       (resumed.path / "report.json").string()}) == 0);
+  CHECK(read_json(resumed.path / "report.json")["config"]["fold_bn"] == true);
+  const FirstRun& unfolded = first_run();
+  REQUIRE(unfolded.inited.size() == 1);
+  CHECK(run_command(run_quantize, {"quantize", "--dataset_path", dataset().string(),
+                                   "--pretrained_model_path", unfolded.inited[0].string(),
+                                   "--fold_bn", "--output_dir", resumed.path.string()}) == 2);
+}
+
 TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
   const FirstRun& run = first_run();
   TempDir out;
@@ -233,22 +274,24 @@ TEST_CASE("quantize resumes from an initialized model with --pretrained_model_pa
 
   // Block-wise (BRECQ) from the initialized model: no scoring, one
   // reconstruction per unit. (test_pipeline checks that a resumed run equals
-  // the straight one.)
-  TempDir resumed_out;
+  // the straight one.) Into an --output_dir that does not exist yet, with the
+  // report inside it.
+  TempDir resumed_root;
+  const fs::path resumed_out = resumed_root.path / "resumed";
   const std::vector<std::string> resume = {
       "quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
       inited[0].string(), "--calibration_samples", "128", "--threads", "2", "--method", "brecq",
-      "--calibration_iterations", "5", "--output_dir", resumed_out.path.string(),
-      "--report_json", (resumed_out.path / "report.json").string()};
+      "--calibration_iterations", "5", "--output_dir", resumed_out.string(),
+      "--report_json", (resumed_out / "report.json").string()};
   REQUIRE(run_command(run_quantize, resume) == 0);
-  const nlohmann::json resumed = read_json(resumed_out.path / "report.json");
+  const nlohmann::json resumed = read_json(resumed_out / "report.json");
   CHECK(resumed["weight_bits"] == 4);
   CHECK(resumed["model_name"] == "resnet18");
   CHECK(resumed["fp32_top1"] == first["fp32_top1"]);  // float weights came with the file
   CHECK(resumed["units"].empty());
   CHECK(resumed["reconstruction"].size() == 10);  // conv1, 8 blocks, fc
-  CHECK(files_in(resumed_out.path / "inited_models", ".safetensors").empty());
-  CHECK(files_in(resumed_out.path / "trained_models", ".safetensors").size() == 1);
+  CHECK(files_in(resumed_out / "inited_models", ".safetensors").empty());
+  CHECK(files_in(resumed_out / "trained_models", ".safetensors").size() == 1);
 
   // Settings that disagree with the file, or a trained model, are refused.
   CHECK(run_command(run_quantize, with(resume, {"--weight_bits", "3"})) == 2);
@@ -300,7 +343,6 @@ TEST_CASE("quantize: bad flags fail with a usage error and write no model or rep
       with(base, {"--input_stochastic_prob", "1.5"}),
       with(base, {"--warmup_ratio", "-0.1"}),
       with(base, {"--weight_init_method", "kl"}),
-      with(base, {"--fold_bn"}),
       with(base, {"--device", "tpu"}),
       with(base, {"--no_such_flag", "1"}),
       with(base, {"--model_name", "resnet19"}),

@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -37,6 +38,11 @@ ValidRange valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out
 // Multiply-adds below which spreading work over threads costs more than it
 // saves (thread wake-up dominates tiny convolutions).
 constexpr int64_t kParallelMinMacs = 1 << 18;
+
+// Scratch floats that every user overwrites before reading: no zero fill
+// (a std::vector's value-initialization was a visible share of small convs).
+using Scratch = std::unique_ptr<float[]>;
+Scratch scratch(int64_t floats) { return Scratch(new float[static_cast<size_t>(floats)]); }
 
 // How the (sample, group) jobs use the threads. With at least as many jobs
 // as threads, the jobs themselves run in parallel and each GEMM runs
@@ -70,6 +76,9 @@ struct GroupGemm {
         schedule(schedule_for(jobs, Og * K * P)) {}
 };
 
+// Output rows shorter than this are gathered element by element.
+constexpr int64_t kShortRow = 8;
+
 // col[(c, kh, kw), (oh, ow)] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw], 0 in the padding.
 // x points at the group's first channel of one sample; rows of col are `ld`
 // floats apart (P for one sample, N * P when samples sit side by side).
@@ -81,6 +90,17 @@ void im2col(const ConvGeom& g, int64_t Cg, const float* x, float* col, int64_t l
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         float* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t w_off = kw * g.dil_w - g.pad_w;
+        if (g.OW < kShortRow) {  // a few pixels: plain loads beat fill/memcpy calls
+          for (int64_t oh = 0; oh < g.OH; ++oh) {
+            const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
+            const bool row_inside = ih >= 0 && ih < g.H;
+            for (int64_t ow = 0; ow < g.OW; ++ow) {
+              const int64_t iw = ow * g.stride_w + w_off;
+              row[oh * g.OW + ow] = row_inside && iw >= 0 && iw < g.W ? xc[ih * g.W + iw] : 0.0f;
+            }
+          }
+          continue;
+        }
         const ValidRange ow_range = valid_range(w_off, g.stride_w, g.W, g.OW);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           float* dst = row + oh * g.OW;
@@ -137,18 +157,18 @@ void run_jobs(Schedule schedule, int64_t jobs, int64_t scratch_floats, const Job
   if (schedule == Schedule::ParallelJobs) {
 #pragma omp parallel
     {
-      std::vector<float> scratch(scratch_floats);
+      const Scratch buffer = scratch(scratch_floats);
       const int thread = omp_get_thread_num();
       // Static: which thread runs which job (and so the order of the per-thread
       // weight-gradient sums) depends on the thread count only, so runs repeat
       // bit for bit. The jobs are equal in size.
 #pragma omp for schedule(static)
-      for (int64_t j = 0; j < jobs; ++j) job(j, scratch.data(), thread, false);
+      for (int64_t j = 0; j < jobs; ++j) job(j, buffer.get(), thread, false);
     }
   } else {
-    std::vector<float> scratch(scratch_floats);
+    const Scratch buffer = scratch(scratch_floats);
     const bool inner_parallel = schedule == Schedule::ParallelInsideJobs;
-    for (int64_t j = 0; j < jobs; ++j) job(j, scratch.data(), 0, inner_parallel);
+    for (int64_t j = 0; j < jobs; ++j) job(j, buffer.get(), 0, inner_parallel);
   }
 }
 
@@ -181,15 +201,15 @@ void gather_outputs(const ConvGeom& g, const GroupGemm& s, int64_t grp, const fl
 void batched_forward(const ConvGeom& g, const GroupGemm& s, const float* x, const float* w,
                      const float* bias, float* y) {
   const int64_t NP = g.N * s.P;
-  std::vector<float> cols(s.K * NP), out(s.Og * NP);
+  const Scratch cols = scratch(s.K * NP), out = scratch(s.Og * NP);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    batched_im2col(g, s, grp, x, cols.data());
-    Map(out.data(), s.Og, NP).noalias() =
-        ConstMap(w + grp * s.Og * s.K, s.Og, s.K) * ConstMap(cols.data(), s.K, NP);
+    batched_im2col(g, s, grp, x, cols.get());
+    Map(out.get(), s.Og, NP).noalias() =
+        ConstMap(w + grp * s.Og * s.K, s.Og, s.K) * ConstMap(cols.get(), s.K, NP);
     for (int64_t o = 0; o < s.Og; ++o) {
       const float b = bias ? bias[grp * s.Og + o] : 0.0f;
       for (int64_t n = 0; n < g.N; ++n) {
-        const float* src = out.data() + o * NP + n * s.P;
+        const float* src = out.get() + o * NP + n * s.P;
         float* dst = y + (n * g.O + grp * s.Og + o) * s.P;
         for (int64_t p = 0; p < s.P; ++p) dst[p] = src[p] + b;
       }
@@ -200,26 +220,26 @@ void batched_forward(const ConvGeom& g, const GroupGemm& s, const float* x, cons
 void batched_backward_data(const ConvGeom& g, const GroupGemm& s, const float* dy,
                            const float* w, float* dx) {
   const int64_t NP = g.N * s.P;
-  std::vector<float> dys(s.Og * NP), dcols(s.K * NP);
+  const Scratch dys = scratch(s.Og * NP), dcols = scratch(s.K * NP);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    gather_outputs(g, s, grp, dy, dys.data());
-    Map(dcols.data(), s.K, NP).noalias() =
-        ConstMap(w + grp * s.Og * s.K, s.Og, s.K).transpose() * ConstMap(dys.data(), s.Og, NP);
+    gather_outputs(g, s, grp, dy, dys.get());
+    Map(dcols.get(), s.K, NP).noalias() =
+        ConstMap(w + grp * s.Og * s.K, s.Og, s.K).transpose() * ConstMap(dys.get(), s.Og, NP);
 #pragma omp parallel for if (g.N * s.K * s.P >= kParallelMinMacs)
     for (int64_t n = 0; n < g.N; ++n)
-      col2im(g, s.Cg, dcols.data() + n * s.P, NP, dx + (n * g.C + grp * s.Cg) * s.HW, false);
+      col2im(g, s.Cg, dcols.get() + n * s.P, NP, dx + (n * g.C + grp * s.Cg) * s.HW, false);
   }
 }
 
 void batched_backward_weight(const ConvGeom& g, const GroupGemm& s, const float* x,
                              const float* dy, float* dw) {
   const int64_t NP = g.N * s.P;
-  std::vector<float> dys(s.Og * NP), cols(s.K * NP);
+  const Scratch dys = scratch(s.Og * NP), cols = scratch(s.K * NP);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    batched_im2col(g, s, grp, x, cols.data());
-    gather_outputs(g, s, grp, dy, dys.data());
+    batched_im2col(g, s, grp, x, cols.get());
+    gather_outputs(g, s, grp, dy, dys.get());
     Map(dw + grp * s.Og * s.K, s.Og, s.K).noalias() =
-        ConstMap(dys.data(), s.Og, NP) * ConstMap(cols.data(), s.K, NP).transpose();
+        ConstMap(dys.get(), s.Og, NP) * ConstMap(cols.get(), s.K, NP).transpose();
   }
 }
 

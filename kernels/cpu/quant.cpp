@@ -4,7 +4,9 @@
 // [outer, C, inner] around the quantization axis; C == 1 is per-tensor.
 #include <omp.h>
 
+#include <Eigen/Core>
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -36,10 +38,27 @@ void for_channel_spans(const AxisGeom& g, F f) {
   }
 }
 
-inline float rectified_sigmoid(float alpha) {
-  float s = 1.0f / (1.0f + std::exp(-alpha));
-  return std::min(1.0f, std::max(0.0f, s * (kZeta - kGamma) + kGamma));
+// AdaRound's element-wise math runs on short stack chunks as Eigen array
+// expressions, whose exp and log are vectorized (the scalar libm calls were
+// most of a reconstruction step on late, weight-heavy layers).
+constexpr int64_t kChunk = 256;
+using ArrayChunk = Eigen::Array<float, Eigen::Dynamic, 1, 0, kChunk, 1>;
+using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+
+// f(offset, length) over [begin, end) in chunks of at most kChunk.
+template <typename F>
+void in_chunks(int64_t begin, int64_t end, F f) {
+  for (int64_t i = begin; i < end; i += kChunk) f(i, std::min(kChunk, end - i));
 }
+
+// sigmoid(alpha) of a chunk.
+ArrayChunk sigmoid(const float* alpha, int64_t n) {
+  return (1.0f + (-ConstArrayMap(alpha, n)).exp()).inverse();
+}
+
+// The rectified sigmoid before clamping to [0, 1].
+ArrayChunk stretched(const ArrayChunk& s) { return s * (kZeta - kGamma) + kGamma; }
 
 }  // namespace
 
@@ -85,11 +104,12 @@ void adaround_forward(const AxisGeom& g, const float* w, const float* alpha, con
                       const float* zero_point, float qmax, bool hard, float* y) {
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
-    for (int64_t i = begin; i < end; ++i) {
-      float h = hard ? (alpha[i] >= 0.0f ? 1.0f : 0.0f) : rectified_sigmoid(alpha[i]);
-      float level = std::min(qmax, std::max(0.0f, std::floor(w[i] / d) + h + z));
-      y[i] = (level - z) * d;
-    }
+    in_chunks(begin, end, [&](int64_t i, int64_t n) {
+      const ArrayChunk h = hard ? ArrayChunk((ConstArrayMap(alpha + i, n) >= 0.0f).cast<float>())
+                                : ArrayChunk(stretched(sigmoid(alpha + i, n)).max(0.0f).min(1.0f));
+      const ArrayChunk level = ((ConstArrayMap(w + i, n) / d).floor() + h + z).max(0.0f).min(qmax);
+      ArrayMap(y + i, n) = (level - z) * d;
+    });
   });
 }
 
@@ -97,33 +117,38 @@ void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, co
                        const float* zero_point, float qmax, const float* dy, float* dalpha) {
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
-    for (int64_t i = begin; i < end; ++i) {
-      float s = 1.0f / (1.0f + std::exp(-alpha[i]));
-      float raw = s * (kZeta - kGamma) + kGamma;
-      float h = std::min(1.0f, std::max(0.0f, raw));
-      float level = std::floor(w[i] / d) + h + z;
-      bool passes = level >= 0.0f && level <= qmax && raw >= 0.0f && raw <= 1.0f;
-      dalpha[i] = passes ? dy[i] * d * (kZeta - kGamma) * s * (1.0f - s) : 0.0f;
-    }
+    in_chunks(begin, end, [&](int64_t i, int64_t n) {
+      const ArrayChunk s = sigmoid(alpha + i, n);
+      const ArrayChunk raw = stretched(s);
+      const ArrayChunk level = (ConstArrayMap(w + i, n) / d).floor() + raw.max(0.0f).min(1.0f) + z;
+      // Zero outside the grid and where the rectified sigmoid is clamped.
+      const auto passes = (level >= 0.0f && level <= qmax && raw >= 0.0f && raw <= 1.0f);
+      ArrayMap(dalpha + i, n) =
+          passes.select(ConstArrayMap(dy + i, n) * (d * (kZeta - kGamma)) * s * (1.0f - s), 0.0f);
+    });
   });
 }
 
 void adaround_regularizer(int64_t n, const float* alpha, float beta, float weight, float* value,
                           float* dalpha) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
   double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) {
-    float s = 1.0f / (1.0f + std::exp(-alpha[i]));
-    float raw = s * (kZeta - kGamma) + kGamma;
-    float h = std::min(1.0f, std::max(0.0f, raw));
-    float t = 2.0f * h - 1.0f, a = std::fabs(t);
-    total += 1.0f - std::pow(a, beta);
+#pragma omp parallel for schedule(static) reduction(+ : total) if (n > 32768)
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t i = k * kChunk, len = std::min(kChunk, n - i);
+    const ArrayChunk s = sigmoid(alpha + i, len);
+    const ArrayChunk raw = stretched(s);
+    const ArrayChunk t = 2.0f * raw.max(0.0f).min(1.0f) - 1.0f;
+    const ArrayChunk a = t.abs();
+    // |2h-1|^(beta-1) through exp and log. a = 0 is clamped to the smallest
+    // normal float: its gradient is masked below and its a^beta is 0.
+    const ArrayChunk pow_m1 = ((beta - 1.0f) * a.max(FLT_MIN).log()).exp();
+    total += static_cast<double>((1.0f - pow_m1 * a).sum());
     if (dalpha) {
-      bool passes = raw >= 0.0f && raw <= 1.0f && a > 0.0f;
       // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h'
-      dalpha[i] = passes ? -weight * beta * std::pow(a, beta - 1.0f) * (t > 0 ? 1.0f : -1.0f) *
-                               2.0f * (kZeta - kGamma) * s * (1.0f - s)
-                         : 0.0f;
+      const auto passes = (raw >= 0.0f && raw <= 1.0f && a > 0.0f);
+      ArrayMap(dalpha + i, len) = passes.select(
+          (-weight * beta * 2.0f * (kZeta - kGamma)) * pow_m1 * t.sign() * s * (1.0f - s), 0.0f);
     }
   }
   *value = static_cast<float>(weight * total);

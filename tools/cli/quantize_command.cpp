@@ -26,6 +26,7 @@
 
 #include "engine/log.h"
 #include "engine/parallel.h"
+#include "nets/fold_bn.h"
 #include "quant/model_io.h"
 #include "quant/pipeline.h"
 #include "tools/cli/commands.h"
@@ -91,7 +92,9 @@ void declare_flags(FlagSet& flags) {
   flags.add_string("output_dir", ".", "folder of the log, inited_models/ and trained_models/");
   flags.add_string("report_json", "", "also write the run's results to this JSON file");
   flags.add_switch("first_last_8bit", "pin the first and the last quantized layer to 8 bits");
-  flags.add_switch("fold_bn", "fold BatchNorm into the preceding conv (not supported yet)");
+  flags.add_switch("fold_bn",
+                   "fold each BatchNorm into the conv before it, so weights are quantized "
+                   "folded (off: BatchNorm stays a float op, as in the reference)");
 }
 
 struct Options {
@@ -100,7 +103,7 @@ struct Options {
   int64_t batch_size, calibration_samples, num_workers, threads;
   uint64_t seed;
   QuantSettings quant;
-  bool first_last_8bit, mixed_precision;
+  bool first_last_8bit, mixed_precision, fold_bn;
   Method method;
   Device device;
   ReconOptions recon;
@@ -168,9 +171,7 @@ Options parse_options(const FlagSet& flags) {
     throw UsageError("--weights and --model_config cannot be combined with "
                      "--pretrained_model_path, whose file holds the model");
   }
-  if (flags.on("fold_bn"))
-    throw UsageError("--fold_bn is not supported yet: BatchNorm stays a float op after each "
-                     "quantized conv, as in the reference");
+  opt.fold_bn = flags.on("fold_bn");
 
   opt.batch_size = positive(flags, "batch_size");
   opt.calibration_samples = positive(flags, "calibration_samples");
@@ -237,7 +238,13 @@ Options parse_options(const FlagSet& flags) {
   }
   if (fs::exists(opt.output_dir) && !fs::is_directory(opt.output_dir))
     throw UsageError("--output_dir " + opt.output_dir + " is not a folder");
-  if (!opt.report_json.empty()) check_output_folder(opt.report_json, "report_json");
+  // The report may go into --output_dir, which the run creates itself.
+  const fs::path report_folder = fs::path(opt.report_json).parent_path();
+  const bool report_in_output_dir =
+      !report_folder.empty() &&
+      fs::weakly_canonical(report_folder) == fs::weakly_canonical(opt.output_dir);
+  if (!opt.report_json.empty() && !report_in_output_dir)
+    check_output_folder(opt.report_json, "report_json");
   return opt;
 }
 
@@ -272,6 +279,8 @@ void check_resume_flags(const FlagSet& flags, const Options& opt, const LoadedQu
   if (opt.first_last_8bit &&
       (layers.front().hook->weight_bits != 8 || layers.back().hook->weight_bits != 8))
     disagree("first_last_8bit", "first and last layers below 8 bits");
+  if (opt.fold_bn && !loaded.metadata.value("fold_bn", false))
+    disagree("fold_bn", "BatchNorm not folded");
 }
 
 json config_json(const Options& opt) {
@@ -297,6 +306,7 @@ json config_json(const Options& opt) {
           {"activation_init_method", init_method_name(q.activation_init)},
           {"enable_mixed_precision", opt.mixed_precision},
           {"first_last_8bit", opt.first_last_8bit},
+          {"fold_bn", opt.fold_bn},
           {"calibration_iterations", r.iterations},
           {"reconstruction_weight", r.round_weight},
           {"temperature_start", r.beta_start},
@@ -411,6 +421,7 @@ int quantize_main(int argc, char** argv) {
   std::unique_ptr<QuantModel> model;
   json model_config = json::object();
   const bool resumed = !opt.pretrained_model_path.empty();
+  int64_t folded_batch_norms = 0;
   if (resumed) {
     LoadedQuantModel loaded = load_quantized_model(opt.pretrained_model_path);
     check_resume_flags(flags, opt, loaded, opt.pretrained_model_path);
@@ -419,9 +430,11 @@ int quantize_main(int argc, char** argv) {
     model_config = loaded.metadata.at("model_config");
     opt.model_name = net->model_name();
     opt.quant = model->settings();
+    opt.fold_bn = loaded.metadata.value("fold_bn", false);  // the file's net is folded or not
   } else {
     net = load_model(opt.model_name, opt.model_config, opt.weights);
     if (!opt.model_config.empty()) model_config = read_json_file(opt.model_config);
+    if (opt.fold_bn) folded_batch_norms = fold_batch_norms(*net);
     model = std::make_unique<QuantModel>(net, opt.quant, opt.first_last_8bit);
   }
   net->to(opt.device);
@@ -439,6 +452,9 @@ int quantize_main(int argc, char** argv) {
   open_log_file(log_path.string());
   const json config = config_json(opt);
   log_line("packptq quantize " + opt.model_name + ", configuration: " + config.dump());
+  if (opt.fold_bn && !resumed)
+    log_line("folded " + std::to_string(folded_batch_norms) +
+             " BatchNorm2d layers into the convs before them");
 
   json timing = {{"started_at", timestamp}};
   auto start = std::chrono::steady_clock::now();
@@ -472,6 +488,7 @@ int quantize_main(int argc, char** argv) {
   timing["fp32_eval"] = fp32.seconds;
 
   json metadata = {{"model_config", model_config},
+                   {"fold_bn", opt.fold_bn},
                    {"method", method_name(opt.method)},
                    {"seed", opt.seed},
                    {"mixed_precision", opt.mixed_precision},
