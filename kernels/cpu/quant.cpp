@@ -190,11 +190,13 @@ void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, cons
       if (!(d > 0.0f)) continue;  // constant channel: every candidate scores the same
       float z = std::nearbyint(-new_min / d);
       double s = 0.0;
-      for (int64_t i = begin; i < end; ++i) {
-        float level = std::min(qmax, std::max(0.0f, std::nearbyint(x[i] / d) + z));
-        float err = std::fabs(x[i] - (level - z) * d);
-        s += std::pow(err, p);
-      }
+      in_chunks(begin, end, [&](int64_t i, int64_t n) {
+        const ConstArrayMap v(x + i, n);
+        const ArrayChunk level = ((v / d).rint() + z).max(0.0f).min(qmax);
+        const ArrayChunk err = (v - (level - z) * d).abs();
+        // err^p as exp(p log err); 0 through the clamp to the smallest normal float.
+        s += static_cast<double>((p * err.max(FLT_MIN).log()).exp().sum());
+      });
       acc[k] += s;
     }
   });
