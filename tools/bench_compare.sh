@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Kernel throughput of packptq and of PyTorch (CPU) side by side, same shapes,
-# same thread count, same run. Needs a built tree (build/) and Debian's
-# python3-torch for the peer column; results go to docs/PERFORMANCE.md by hand.
+# Kernel throughput and reconstruction-step time of packptq and of PyTorch
+# (CPU, eager) side by side, same shapes, same thread count, same run. Needs
+# a built tree (build/) and, for the peer column, Debian's python3-torch with
+# libopenblas0-pthread (with Debian's default reference BLAS, torch's GEMMs
+# are about 40x slower, which would flatter packptq); results go to
+# docs/PERFORMANCE.md by hand.
 # Usage: bash tools/bench_compare.sh [threads]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-$(nproc)}"
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $threads"
+echo "== BLAS behind PyTorch: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
 echo "== packptq"
 OMP_WAIT_POLICY=passive build/tools/bench_kernels --threads "$threads"
 echo "== PyTorch"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads"
+echo "== packptq reconstruction step"
+OMP_WAIT_POLICY=passive build/tools/bench_recon --threads "$threads"
+echo "== PyTorch reconstruction step"
+/usr/bin/python3 tools/bench_torch.py --threads "$threads" --recon

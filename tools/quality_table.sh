@@ -6,33 +6,41 @@
 # OUT/<fixture>_w<bits>_<method>/; the table (top-1 and wall time) is printed
 # at the end and written to OUT/table.md.
 # Usage: bash tools/quality_table.sh [OUT] [iterations]
-#   FIXTURES, BITS and METHODS (space-separated) narrow the sweep.
+#   FIXTURES, BITS and METHODS (space-separated) narrow the sweep; SAMPLES
+#   sets --calibration_samples; MIXED=1 adds --enable_mixed_precision (a
+#   quick smoke sweep: SAMPLES=32 MIXED=1 ... OUT 2); DATASET replaces the
+#   fixtures' fashion32 folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/quality}"
 iterations="${2:-2000}"
 fixtures_dir="${PACKPTQ_FIXTURES:-../shared/fixtures}"
+dataset="${DATASET:-$fixtures_dir/fashion32}"
 fixtures=(${FIXTURES:-resnet18_w16 mobilenetv2_w050 deit_t32 swin_t32})
 bits_list=(${BITS:-4 3})
 methods=(${METHODS:-pack rtn qdrop brecq adaround})
 threads="${THREADS:-$(nproc)}"
+samples="${SAMPLES:-1024}"
+mixed=()
+suffix=""
+if [[ "${MIXED:-0}" == 1 ]]; then mixed=(--enable_mixed_precision); suffix="_mixed"; fi
 mkdir -p "$out"
 
 for bits in "${bits_list[@]}"; do
   for fixture in "${fixtures[@]}"; do
     for method in "${methods[@]}"; do
-      run="$out/${fixture}_w${bits}_${method}"
+      run="$out/${fixture}_w${bits}_${method}${suffix}"
       if [[ -f "$run/report.json" ]]; then continue; fi  # resumable sweep
       model="$fixtures_dir/models/$fixture"
       name=$(sed -n 's/.*"model_name": *"\([^"]*\)".*/\1/p' "$model/config.json")
-      echo "== $fixture W${bits}A${bits} $method ($iterations iterations)"
+      echo "== $fixture W${bits}A${bits}${suffix} $method ($iterations iterations)"
       start=$(date +%s%N)
-      build/tools/packptq quantize --dataset_path "$fixtures_dir/fashion32" \
+      build/tools/packptq quantize --dataset_path "$dataset" \
         --model_name "$name" --weights "$model/model.safetensors" \
         --model_config "$model/config.json" --weight_bits "$bits" --activation_bits "$bits" \
-        --weight_channel_wise --calibration_samples 1024 --calibration_iterations "$iterations" \
+        --weight_channel_wise --calibration_samples "$samples" --calibration_iterations "$iterations" \
         --batch_size 16 --seed 1005 --method "$method" --threads "$threads" \
-        --output_dir "$run" --report_json "$run/report.tmp.json" > "$run.stdout" 2>&1 ||
+        --output_dir "$run" --report_json "$run/report.tmp.json" "${mixed[@]}" > "$run.stdout" 2>&1 ||
         { echo "failed: see $run.stdout"; exit 1; }
       end=$(date +%s%N)
       echo $(( (end - start) / 1000000000 )) > "$run/wall_seconds"
@@ -51,10 +59,10 @@ done
   printf '\n'
   for bits in "${bits_list[@]}"; do
     for fixture in "${fixtures[@]}"; do
-      fp32=$(sed -n 's/.*"fp32_top1": *\([0-9.]*\).*/\1/p' "$out/${fixture}_w${bits}_${methods[0]}/report.json" | head -1)
-      printf '| %s | W%sA%s | %s |' "$fixture" "$bits" "$bits" "$fp32"
+      fp32=$(sed -n 's/.*"fp32_top1": *\([0-9.]*\).*/\1/p' "$out/${fixture}_w${bits}_${methods[0]}${suffix}/report.json" | head -1)
+      printf '| %s | W%sA%s%s | %s |' "$fixture" "$bits" "$bits" "$suffix" "$fp32"
       for method in "${methods[@]}"; do
-        run="$out/${fixture}_w${bits}_${method}"
+        run="$out/${fixture}_w${bits}_${method}${suffix}"
         top1=$(sed -n 's/.*"quant_top1": *\([0-9.]*\).*/\1/p' "$run/report.json" | head -1)
         printf ' %s (%s s) |' "$top1" "$(cat "$run/wall_seconds")"
       done
