@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <cstdlib>
+#include <exception>
 
 namespace pk {
 
@@ -19,5 +20,25 @@ int threads_from_env() {
   const char* env = std::getenv("PACKPTQ_THREADS");
   return env ? std::atoi(env) : 0;
 }
+
+void run_on_threads(int64_t count, const std::function<void(int64_t)>& task) {
+  if (count == 1) return task(0);
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(static_cast<int>(count)) schedule(static, 1)
+  for (int64_t i = 0; i < count; ++i) {
+    // This thread's own ICV: parallel regions and Eigen inside the task see
+    // one thread (Eigen also stays serial inside any team of several).
+    omp_set_num_threads(1);
+    try {
+      task(i);
+    } catch (...) {
+#pragma omp critical(run_on_threads_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+bool in_parallel_region() { return omp_in_parallel(); }
 
 }  // namespace pk

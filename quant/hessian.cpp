@@ -9,6 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/log.h"
 #include "engine/ops.h"
+#include "engine/parallel.h"
 
 namespace pk {
 
@@ -25,6 +26,34 @@ struct Accumulator {
   int64_t samples = 0, elements = 0;
 };
 
+// Adds one shard's terms of unit t: its float output z_fp, its output with
+// only unit t quantized z_q, and the batch size it is a share of.
+void accumulate_shard(Net& net, int64_t t, const Tensor& z_fp, const Tensor& z_q,
+                      int64_t batch_rows, Accumulator& a) {
+  Tensor p;
+  {
+    NoGradGuard guard;
+    p = softmax(logits_after(net, t, z_q));
+  }
+  const int64_t rows = z_fp.size(0);
+  Tensor z = z_fp.detach().set_requires_grad(true);
+  // Scaled to the shard's share so that z's gradient is that of the whole
+  // batch's mean, as the scores are defined on batches.
+  Tensor loss = mul(kl_div_batchmean(log_softmax(logits_after(net, t, z)), p),
+                    static_cast<float>(rows) / static_cast<float>(batch_rows));
+  loss.backward();
+  std::vector<float> g = z.grad().to_vector(), zf = z_fp.to_vector(), zq = z_q.to_vector();
+  a.kl_sum += static_cast<double>(loss.item()) * batch_rows;
+  a.samples += rows;
+  a.elements += static_cast<int64_t>(g.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    double dz = static_cast<double>(zf[i]) - zq[i];
+    a.a += g[i] * dz;
+    a.b += 0.5 * dz * dz;
+    a.c += std::fabs(dz);
+  }
+}
+
 }  // namespace
 
 std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibration,
@@ -32,53 +61,58 @@ std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibrati
   Net& net = model.net();
   const int64_t n = calibration.size(0);
   std::set<int64_t> wanted(units.begin(), units.end());
-  std::vector<Accumulator> acc(net.num_units());
+  // Each batch is split into shards that run on their own threads (CPU); the
+  // quantization switches change only between the shards' steps.
+  const int64_t max_shards =
+      calibration.device() == Device::CPU ? std::min<int64_t>(num_threads(), batch_size) : 1;
+  std::vector<std::vector<Accumulator>> acc(max_shards, std::vector<Accumulator>(net.num_units()));
+  std::vector<Tensor> x(max_shards), z_q(max_shards);
   model.set_quant(false, false);
   Progress progress("hessian scores", n, "img");
   for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
     const int64_t bs = std::min(batch_size, n - b0);
-    Tensor x = slice_rows(calibration, b0, bs);  // FP input of unit t
+    const int64_t shards = std::min(max_shards, bs);
+    for (int64_t s = 0; s < shards; ++s) {  // x[s]: the FP input of unit t
+      const int64_t begin = s * bs / shards;
+      x[s] = slice_rows(calibration, b0 + begin, (s + 1) * bs / shards - begin);
+    }
     for (int64_t t = 0; t < net.num_units(); ++t) {
-      Tensor z_fp;
-      {
-        NoGradGuard guard;
-        z_fp = net.run_unit(t, x);
+      const bool scored = wanted.count(t) > 0;
+      if (scored) {
+        model.set_unit_quant(t, true, true);  // f_t: only unit t quantized
+        run_on_threads(shards, [&](int64_t s) {
+          NoGradGuard guard;
+          z_q[s] = net.run_unit(t, x[s]);
+        });
+        model.set_unit_quant(t, false, false);
       }
-      if (wanted.count(t)) {
-        Tensor z_q, p;
+      run_on_threads(shards, [&](int64_t s) {
+        Tensor z_fp;
         {
           NoGradGuard guard;
-          model.set_unit_quant(t, true, true);  // f_t: only unit t quantized
-          z_q = net.run_unit(t, x);
-          model.set_unit_quant(t, false, false);
-          p = softmax(logits_after(net, t, z_q));
+          z_fp = net.run_unit(t, x[s]);
         }
-        Tensor z = z_fp.detach().set_requires_grad(true);
-        Tensor loss = kl_div_batchmean(log_softmax(logits_after(net, t, z)), p);
-        loss.backward();
-        std::vector<float> g = z.grad().to_vector(), zf = z_fp.to_vector(), zq = z_q.to_vector();
-        Accumulator& a = acc[t];
-        a.kl_sum += static_cast<double>(loss.item()) * bs;
-        a.samples += bs;
-        a.elements += static_cast<int64_t>(g.size());
-        for (size_t i = 0; i < g.size(); ++i) {
-          double dz = static_cast<double>(zf[i]) - zq[i];
-          a.a += g[i] * dz;
-          a.b += 0.5 * dz * dz;
-          a.c += std::fabs(dz);
+        if (scored) accumulate_shard(net, t, z_fp, z_q[s], bs, acc[s][t]);
+        if (t + 1 < net.num_units()) {
+          NoGradGuard guard;
+          x[s] = net.glue(t, z_fp);
         }
-      }
-      if (t + 1 < net.num_units()) {
-        NoGradGuard guard;
-        x = net.glue(t, z_fp);
-      }
+      });
     }
     progress.update(b0 + bs);
   }
   progress.finish();
   std::vector<UnitScore> scores;
   for (int64_t t : units) {
-    const Accumulator& a = acc[t];
+    Accumulator a;
+    for (const auto& shard : acc) {  // fixed order: the same sums on every run
+      a.kl_sum += shard[t].kl_sum;
+      a.a += shard[t].a;
+      a.b += shard[t].b;
+      a.c += shard[t].c;
+      a.samples += shard[t].samples;
+      a.elements += shard[t].elements;
+    }
     double N = static_cast<double>(a.elements);
     double kl = a.kl_sum / static_cast<double>(a.samples);
     double hessian = (kl - a.a / N) / std::max(a.b / N, 1e-12);

@@ -1,5 +1,8 @@
 #include "quant/quant_hook.h"
 
+#include "engine/parallel.h"
+#include "quant/shard_params.h"
+
 namespace pk {
 
 QuantHook::QuantHook(const HookedLayer& layer, const QuantSettings& settings,
@@ -29,7 +32,9 @@ QuantHook::QuantHook(const HookedLayer& layer, const QuantSettings& settings,
 }
 
 Tensor QuantHook::operand(int index, const Tensor& x) {
-  if (x.dim() > 0 && x.size(0) > 0) operand_numel[index] = x.numel() / x.size(0);
+  // Batch shards on worker threads see the sizes that full batches recorded
+  // (and would write them from several threads at once).
+  if (!in_parallel_region() && x.dim() > 0 && x.size(0) > 0) operand_numel[index] = x.numel() / x.size(0);
   if (capturing && index == 0) captured.push_back(x.detach());
   UniformQuantizer* q = operand_quantizers[index].get();
   if (!activation_on || !q) return x;
@@ -39,6 +44,7 @@ Tensor QuantHook::operand(int index, const Tensor& x) {
 
 Tensor QuantHook::weight(const Tensor& w) {
   if (!weight_on || !weight_quantizer) return w;
+  if (const Tensor* copy = shard_copy(this)) return *copy;
   if (initializing && !weight_quantizer->initialized())
     weight_quantizer->init(w, settings_.weight_init);
   return weight_quantizer->forward(w);

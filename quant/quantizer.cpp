@@ -6,6 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_quant.h"
+#include "quant/shard_params.h"
 
 namespace pk {
 
@@ -72,7 +73,8 @@ void UniformQuantizer::init(const Tensor& x, InitMethod method) {
 
 Tensor UniformQuantizer::forward(const Tensor& x) const {
   check(initialized(), "quantizer used before initialization");
-  return fake_quantize(x, scale, zero_point, axis, bits);
+  const Tensor* shard_scale = shard_copy(this);
+  return fake_quantize(x, shard_scale ? *shard_scale : scale, zero_point, axis, bits);
 }
 
 void WeightQuantizer::start_adaround(const Tensor& w) {

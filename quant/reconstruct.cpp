@@ -10,6 +10,8 @@
 #include "engine/ops.h"
 #include "engine/ops_quant.h"
 #include "engine/optim.h"
+#include "engine/parallel.h"
+#include "quant/shard_params.h"
 
 namespace pk {
 
@@ -121,6 +123,18 @@ void carry_inputs(QuantModel& model, const ReconTarget& target, const Captured& 
   carried = UnitInputs{last, x_q, x_fp};
 }
 
+// Sum over the shards of the gradient of their copy of owner's tensor
+// (undefined when no shard's loss reached it).
+Tensor summed_grad(const std::vector<ShardParams>& shards, const void* owner) {
+  NoGradGuard guard;
+  Tensor sum;
+  for (const ShardParams& params : shards) {
+    Tensor g = params.find(owner)->grad();
+    if (g.defined()) sum = sum.defined() ? add(sum, g) : g;
+  }
+  return sum;
+}
+
 }  // namespace
 
 ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
@@ -153,11 +167,26 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
     schedule = std::make_unique<CosineSchedule>(*scale_opt, opt.iterations);
   }
 
+  // Data parallelism over the batch on the CPU: the kernels of one small
+  // target cannot keep several threads busy, shards of the batch can.
+  const int64_t shards =
+      data.x_q.device() == Device::CPU ? std::min<int64_t>(num_threads(), opt.batch_size) : 1;
+  std::vector<QuantHook*> weight_hooks;
+  std::vector<const UniformQuantizer*> scale_owners;
+  for (size_t i : layers) {
+    QuantHook* hook = model.layers()[i].hook.get();
+    if (hook->weight_quantizer) weight_hooks.push_back(hook);
+    for (auto& q : hook->operand_quantizers)
+      if (q) scale_owners.push_back(q.get());
+  }
+
   const int64_t warmup_end = static_cast<int64_t>(opt.warmup * static_cast<double>(opt.iterations));
   const int64_t tail = std::max<int64_t>(1, opt.iterations / 20);
   double tail_sum = 0;
   Progress progress("reconstruct " + target.name, opt.iterations);
   std::vector<int64_t> idx(opt.batch_size);
+  std::vector<ShardParams> shard_params(shards);
+  std::vector<double> shard_rec(shards);
   for (int64_t it = 0; it < opt.iterations; ++it) {
     for (auto& v : idx) v = gen.randint(n);  // uniform, with replacement
     Tensor index = Tensor::from_int64(idx, {opt.batch_size}, data.x_q.device());
@@ -168,27 +197,64 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
       input = where(Tensor::from_vector(mask, input.shape(), input.device()), input,
                     index_select(data.x_fp, 0, index));
     }
-    Tensor rec = reconstruction_mse(run_target(model, target, input),
-                                    index_select(data.y, 0, index));
-    const int64_t count = it + 1;
-    const double beta = rounding_beta(count, opt);
-    Tensor loss = rec;
-    double round_value = 0;
-    if (count >= warmup_end && !alphas.empty()) {
-      for (const Tensor& a : alphas)
-        loss = add(loss, adaround_round_loss(a, static_cast<float>(beta),
-                                             static_cast<float>(opt.round_weight)));
-      round_value = loss.item() - rec.item();
-    }
+    Tensor wanted = index_select(data.y, 0, index);
     if (alpha_opt) alpha_opt->zero_grad();
     if (scale_opt) scale_opt->zero_grad();
-    loss.backward();
+
+    // The soft-quantized weights once per step; each shard trains on leaf
+    // copies of them and of the scales.
+    std::vector<Tensor> weights;
+    for (QuantHook* hook : weight_hooks) weights.push_back(hook->weight(hook->layer_weight));
+    for (int64_t s = 0; s < shards; ++s) {
+      shard_params[s] = ShardParams();
+      for (size_t k = 0; k < weight_hooks.size(); ++k)
+        shard_params[s].add(weight_hooks[k], weights[k].detach().set_requires_grad(true));
+      for (const UniformQuantizer* q : scale_owners)
+        shard_params[s].add(q, q->scale.detach().set_requires_grad(true));
+    }
+    // Shard s: rows [s * B / shards, (s + 1) * B / shards). Its loss carries
+    // its share of the batch, so the shard losses (and gradients) add up to
+    // the loss of the whole batch.
+    auto run_shard = [&](int64_t s) {
+      const int64_t begin = s * opt.batch_size / shards;
+      const int64_t rows = (s + 1) * opt.batch_size / shards - begin;
+      ShardScope scope(shard_params[s]);
+      Tensor rec = mul(reconstruction_mse(run_target(model, target, slice_rows(input, begin, rows)),
+                                          slice_rows(wanted, begin, rows)),
+                       static_cast<float>(rows) / static_cast<float>(opt.batch_size));
+      rec.backward();
+      shard_rec[s] = rec.item();
+    };
+    run_on_threads(shards, run_shard);
+    double rec_value = 0;
+    for (double r : shard_rec) rec_value += r;
+    for (size_t k = 0; k < weight_hooks.size(); ++k) {
+      Tensor grad = summed_grad(shard_params, weight_hooks[k]);
+      if (grad.defined() && weights[k].requires_grad()) weights[k].backward(grad);
+    }
+    for (size_t k = 0; k < scale_owners.size(); ++k) {
+      Tensor grad = summed_grad(shard_params, scale_owners[k]);
+      if (grad.defined()) scales[k].set_grad(grad);
+    }
+
+    const int64_t count = it + 1;
+    const double beta = rounding_beta(count, opt);
+    double round_value = 0;
+    if (count >= warmup_end && !alphas.empty()) {
+      Tensor round_loss;
+      for (const Tensor& a : alphas) {
+        Tensor term = adaround_round_loss(a, static_cast<float>(beta),
+                                          static_cast<float>(opt.round_weight));
+        round_loss = round_loss.defined() ? add(round_loss, term) : term;
+      }
+      round_loss.backward();
+      round_value = round_loss.item();
+    }
     if (alpha_opt) alpha_opt->step();
     if (scale_opt) {
       scale_opt->step();
       schedule->step();
     }
-    double rec_value = rec.item();
     if (it >= opt.iterations - tail) tail_sum += rec_value;
     char detail[128];
     std::snprintf(detail, sizeof detail, "rec %.5g round %.4g beta %.2f", rec_value, round_value,

@@ -16,6 +16,7 @@
 
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "engine/parallel.h"
 #include "engine/safetensors.h"
 #include "quant/model_io.h"
 #include "quant/pipeline.h"
@@ -442,5 +443,73 @@ TEST_CASE("unit targets fed the carried inputs equal targets captured from the i
       logits.push_back(logits_of(*net, slice_rows(d.val_images, 0, 20)));
     }
     CHECK(logits[0].to_vector() == logits[1].to_vector());
+  }
+}
+
+TEST_CASE("batch shards on two threads give the single-thread scores and reconstruction") {
+  // Hessian scores and a two-unit pack (CNN, and ViT with its attention
+  // operand quantizers) with one and with two threads: the shards' losses
+  // and gradients must add up to those of the whole batch. Adam keeps the
+  // steps of the few weights whose gradient is nearly 0 sign-sensitive, so
+  // alphas are compared by the share that moved apart.
+  const int previous_threads = num_threads();
+  for (const char* fixture : {"resnet18_w16", "deit_t32"}) {
+    INFO(std::string(fixture));
+    struct Outcome {
+      std::vector<UnitScore> scores;
+      double loss = 0;
+      std::vector<float> alphas, scales;
+    };
+    std::vector<Outcome> outcomes;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      auto net = load_fixture(fixture);
+      QuantSettings settings;
+      settings.weight_bits = settings.activation_bits = 4;
+      QuantModel model(net, settings, false);
+      const Data& d = fixture_data(*net);
+      const Tensor calibration = slice_rows(d.calibration, 0, 48);
+      model.initialize(slice_rows(calibration, 0, 16));
+      const std::vector<int64_t> packable = packable_units(*net);
+      REQUIRE(packable.size() >= 2);
+      Outcome out;
+      out.scores = hessian_scores(model, calibration, 16, {packable[0], packable[1]});
+      ReconOptions options;
+      options.iterations = 6;  // the rounding loss joins after the first step
+      ReconTarget target;
+      target.name = "pack";
+      target.first_unit = packable[0];
+      target.last_unit = packable[1] + 1;
+      target.mix_inputs = true;
+      Generator gen(kSeed);
+      out.loss = reconstruct(model, target, calibration, options, gen).final_loss;
+      for (const QuantLayer& ql : model.layers()) {
+        const QuantHook& hook = *ql.hook;
+        if (hook.weight_quantizer && hook.weight_quantizer->alpha.defined())
+          for (float a : hook.weight_quantizer->alpha.to_vector()) out.alphas.push_back(a);
+        for (const auto& q : hook.operand_quantizers)
+          if (q && q->scale.defined())
+            for (float s : q->scale.to_vector()) out.scales.push_back(s);
+      }
+      outcomes.push_back(out);
+    }
+    set_num_threads(previous_threads);
+    const Outcome &one = outcomes[0], &two = outcomes[1];
+    REQUIRE(one.scores.size() == two.scores.size());
+    for (size_t i = 0; i < one.scores.size(); ++i) {
+      CHECK(two.scores[i].kl == doctest::Approx(one.scores[i].kl).epsilon(1e-4));
+      CHECK(two.scores[i].hessian == doctest::Approx(one.scores[i].hessian).epsilon(1e-4));
+      CHECK(two.scores[i].omega == doctest::Approx(one.scores[i].omega).epsilon(1e-4));
+    }
+    CHECK(two.loss == doctest::Approx(one.loss).epsilon(1e-3));
+    REQUIRE(one.alphas.size() == two.alphas.size());
+    REQUIRE(!one.alphas.empty());
+    size_t apart = 0;
+    for (size_t i = 0; i < one.alphas.size(); ++i)
+      apart += std::fabs(one.alphas[i] - two.alphas[i]) > 1e-4f;
+    CHECK(static_cast<double>(apart) < 0.01 * static_cast<double>(one.alphas.size()));
+    REQUIRE(one.scales.size() == two.scales.size());
+    for (size_t i = 0; i < one.scales.size(); ++i)
+      CHECK(two.scales[i] == doctest::Approx(one.scales[i]).epsilon(1e-4));
   }
 }

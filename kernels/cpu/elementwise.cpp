@@ -2,6 +2,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
@@ -89,9 +90,42 @@ inline float binary_db(BinaryOp op, float a, float b) {
   return 0.0f;
 }
 
+// Call f(op) with op as a compile-time constant, so that element loops are
+// branch-free and vectorize instead of switching per element.
+template <typename F>
+void with_op(UnaryOp op, F f) {
+  using U = UnaryOp;
+  switch (op) {
+#define PK_UNARY_CASE(name) \
+  case U::name: return f(std::integral_constant<U, U::name>{});
+    PK_UNARY_CASE(Neg) PK_UNARY_CASE(Exp) PK_UNARY_CASE(Log) PK_UNARY_CASE(Sqrt)
+    PK_UNARY_CASE(Pow) PK_UNARY_CASE(AddScalar) PK_UNARY_CASE(MulScalar) PK_UNARY_CASE(Relu)
+    PK_UNARY_CASE(Relu6) PK_UNARY_CASE(Gelu) PK_UNARY_CASE(Sigmoid) PK_UNARY_CASE(Clamp)
+    PK_UNARY_CASE(RoundSTE) PK_UNARY_CASE(FloorSTE) PK_UNARY_CASE(Abs)
+#undef PK_UNARY_CASE
+  }
+}
+
+template <typename F>
+void with_op(BinaryOp op, F f) {
+  using B = BinaryOp;
+  switch (op) {
+    case B::Add: return f(std::integral_constant<B, B::Add>{});
+    case B::Sub: return f(std::integral_constant<B, B::Sub>{});
+    case B::Mul: return f(std::integral_constant<B, B::Mul>{});
+    case B::Div: return f(std::integral_constant<B, B::Div>{});
+  }
+}
+
 bool same_shape(int n, const int64_t* x, const int64_t* y) {
   for (int i = 0; i < n; ++i)
     if (x[i] != y[i]) return false;
+  return true;
+}
+
+bool is_scalar(int n, const int64_t* shape) {
+  for (int i = 0; i < n; ++i)
+    if (shape[i] != 1) return false;
   return true;
 }
 
@@ -100,9 +134,22 @@ template <typename F>
 void for_each_broadcast(const BroadcastShape& s, F f) {
   int64_t n = 1;
   for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
-  if (same_shape(s.ndim, s.a, s.out) && same_shape(s.ndim, s.b, s.out)) {
+  const bool a_full = same_shape(s.ndim, s.a, s.out), b_full = same_shape(s.ndim, s.b, s.out);
+  if (a_full && b_full) {
 #pragma omp parallel for simd if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, i, i);
+    return;
+  }
+  // A scalar against a full tensor (loss scaling, scalar upstream gradients):
+  // a flat loop instead of per-row index arithmetic.
+  if (a_full && is_scalar(s.ndim, s.b)) {
+#pragma omp parallel for simd if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) f(i, i, 0);
+    return;
+  }
+  if (b_full && is_scalar(s.ndim, s.a)) {
+#pragma omp parallel for simd if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) f(i, 0, i);
     return;
   }
   int64_t sa[kMaxDims], sb[kMaxDims];
@@ -153,21 +200,27 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 
 void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
   if (op == UnaryOp::Gelu) return gelu_forward(x, y, n);
+  with_op(op, [&](auto k) {
 #pragma omp parallel for simd if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = unary_value(op, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) y[i] = unary_value(k, x[i], p0, p1);
+  });
 }
 
 void unary_backward(UnaryOp op, const float* x, const float* dy, float* dx, int64_t n, float p0,
                     float p1) {
   if (op == UnaryOp::Gelu) return gelu_backward(x, dy, dx, n);
+  with_op(op, [&](auto k) {
 #pragma omp parallel for simd if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(op, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(k, x[i], p0, p1);
+  });
 }
 
 void binary_forward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
                     float* out) {
-  for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) {
-    out[i] = binary_value(op, a[ia], b[ib]);
+  with_op(op, [&](auto k) {
+    for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) {
+      out[i] = binary_value(k, a[ia], b[ib]);
+    });
   });
 }
 
@@ -187,11 +240,13 @@ void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const
     for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) { full[i] = partial(i, ia, ib); });
     sum_to_shape(r, full.data(), dst);
   };
-  if (da) reduce_into(da, s.a, [&](int64_t i, int64_t ia, int64_t ib) {
-    return dout[i] * binary_da(op, a[ia], b[ib]);
-  });
-  if (db) reduce_into(db, s.b, [&](int64_t i, int64_t ia, int64_t ib) {
-    return dout[i] * binary_db(op, a[ia], b[ib]);
+  with_op(op, [&](auto k) {
+    if (da) reduce_into(da, s.a, [&](int64_t i, int64_t ia, int64_t ib) {
+      return dout[i] * binary_da(k, a[ia], b[ib]);
+    });
+    if (db) reduce_into(db, s.b, [&](int64_t i, int64_t ia, int64_t ib) {
+      return dout[i] * binary_db(k, a[ia], b[ib]);
+    });
   });
 }
 

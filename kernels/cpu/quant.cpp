@@ -120,11 +120,14 @@ void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, co
     in_chunks(begin, end, [&](int64_t i, int64_t n) {
       const ArrayChunk s = sigmoid(alpha + i, n);
       const ArrayChunk raw = stretched(s);
-      const ArrayChunk level = (ConstArrayMap(w + i, n) / d).floor() + raw.max(0.0f).min(1.0f) + z;
-      // Zero outside the grid and where the rectified sigmoid is clamped.
-      const auto passes = (level >= 0.0f && level <= qmax && raw >= 0.0f && raw <= 1.0f);
+      const ArrayChunk h = raw.max(0.0f).min(1.0f);
+      const ArrayChunk level = (ConstArrayMap(w + i, n) / d).floor() + h + z;
+      // Zero outside the grid and where the rectified sigmoid is clamped: the
+      // distances to the clamped values are both 0 exactly inside.
+      const ArrayChunk passes =
+          ((level.max(0.0f).min(qmax) - level).abs() + (h - raw).abs() == 0.0f).cast<float>();
       ArrayMap(dalpha + i, n) =
-          passes.select(ConstArrayMap(dy + i, n) * (d * (kZeta - kGamma)) * s * (1.0f - s), 0.0f);
+          passes * ConstArrayMap(dy + i, n) * (d * (kZeta - kGamma)) * s * (1.0f - s);
     });
   });
 }
@@ -138,17 +141,20 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
     const int64_t i = k * kChunk, len = std::min(kChunk, n - i);
     const ArrayChunk s = sigmoid(alpha + i, len);
     const ArrayChunk raw = stretched(s);
-    const ArrayChunk t = 2.0f * raw.max(0.0f).min(1.0f) - 1.0f;
+    const ArrayChunk h = raw.max(0.0f).min(1.0f);
+    const ArrayChunk t = 2.0f * h - 1.0f;
     const ArrayChunk a = t.abs();
     // |2h-1|^(beta-1) through exp and log. a = 0 is clamped to the smallest
-    // normal float: its gradient is masked below and its a^beta is 0.
-    const ArrayChunk pow_m1 = ((beta - 1.0f) * a.max(FLT_MIN).log()).exp();
+    // normal float (its a^beta is 0) and the power kept finite, so that the
+    // zero sign(2h-1) masks its gradient for any beta.
+    const ArrayChunk pow_m1 = ((beta - 1.0f) * a.max(FLT_MIN).log()).exp().min(FLT_MAX);
     total += static_cast<double>((1.0f - pow_m1 * a).sum());
     if (dalpha) {
-      // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h'
-      const auto passes = (raw >= 0.0f && raw <= 1.0f && a > 0.0f);
-      ArrayMap(dalpha + i, len) = passes.select(
-          (-weight * beta * 2.0f * (kZeta - kGamma)) * pow_m1 * t.sign() * s * (1.0f - s), 0.0f);
+      // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h',
+      // zero where the rectified sigmoid is clamped.
+      ArrayMap(dalpha + i, len) = (-weight * beta * 2.0f * (kZeta - kGamma)) *
+                                  ((h - raw).abs() == 0.0f).cast<float>() * pow_m1 * t.sign() * s *
+                                  (1.0f - s);
     }
   }
   *value = static_cast<float>(weight * total);
