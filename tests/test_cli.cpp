@@ -2,8 +2,6 @@
 // and both checkpoint formats, FP32 evaluation (accuracy equal to PyTorch's
 // on fashion32/val, top-k rule), `packptq eval` end to end in-process, and
 // bad input giving an exit code and no report file.
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -19,10 +17,13 @@
 #include "tools/cli/flags.h"
 
 using namespace pk;
+using pk::testing::TempDir;
 using namespace pk::cli;
 namespace fs = std::filesystem;
 
 namespace {
+
+const std::string kTempTag = "test_cli";
 
 const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
 const fs::path kModels = kFixtures / "models";
@@ -52,21 +53,6 @@ const std::vector<data::Sample>& val_samples() {
 }
 
 // A fresh folder under the system's temp folder, removed with its contents.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("packptq_test_cli_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
 void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out << bytes;
@@ -239,7 +225,7 @@ TEST_CASE("evaluate: top-k follows torch.topk's order (ties by index, NaN first)
 }
 
 TEST_CASE("packptq eval end to end: exit 0, report equal to the library's numbers") {
-  TempDir temp;
+  TempDir temp{kTempTag};
   make_val_subset(temp.path / "data", 10);
   const std::string fixture = "vit_s32";
   const fs::path report = temp.path / "report.json";
@@ -309,7 +295,7 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
 }
 
 TEST_CASE("packptq eval: bad input fails with an exit code and writes no report") {
-  TempDir temp;
+  TempDir temp{kTempTag};
   const fs::path report = temp.path / "report.json";
   const std::string fixture = "resnet18_w16";
   const std::string good_data = kFashion.string();

@@ -4,8 +4,6 @@
 // files that reproduce the logits bit for bit, and seed reproducibility.
 // Few calibration images and iterations keep it fast; accuracy bounds are
 // loose where so few iterations cannot promise more.
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -25,9 +23,12 @@
 #include "tools/data/dataset.h"
 
 using namespace pk;
+using pk::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
+
+const std::string kTempTag = "test_pipeline";
 
 const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
 const fs::path kFashion = kFixtures / "fashion32";
@@ -153,24 +154,9 @@ void check_packs(const Net& net, const std::vector<Pack>& packs) {
   }
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("packptq_test_pipeline_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
 // Saves the trained model, checks its codes, reloads it and compares logits.
 void check_save_load(const std::string& fixture, Run& r) {
-  TempDir dir;
+  TempDir dir{kTempTag};
   const std::string path = (dir.path / "model.safetensors").string();
   const nlohmann::json config = fixture_config(fixture);
   save_quantized_model(path, *r.model, {{"model_config", config}, {"note", "test"}}, false);
@@ -315,7 +301,7 @@ TEST_CASE("first and last layers pinned to 8 bits save 8-bit codes and reload ex
 
 TEST_CASE("an initialized model saved with float weights resumes to the same result") {
   const std::string fixture = "resnet18_w16";
-  TempDir dir;
+  TempDir dir{kTempTag};
   const std::string path = (dir.path / "inited.safetensors").string();
   RunConfig rc;
   rc.iterations = 10;
@@ -378,7 +364,7 @@ TEST_CASE("same seed, same result, another seed other reconstruction batches") {
 }
 
 TEST_CASE("safetensors: int64 tensors named as U8 are stored one byte each and read back") {
-  TempDir dir;
+  TempDir dir{kTempTag};
   const std::string path = (dir.path / "codes.safetensors").string();
   const TensorMap tensors = {{"codes", Tensor::from_int64({0, 7, 255, 128, 1, 2}, {2, 3})},
                              {"index", Tensor::from_int64({-3, 300}, {2})},

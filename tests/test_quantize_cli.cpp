@@ -3,8 +3,6 @@
 // `packptq eval --quantized` reproducing the quantized top-1 exactly, seed
 // reproducibility of the report, resuming from an initialized model, and bad
 // flags failing before any model or report is written.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,29 +16,17 @@
 #include "tools/data/dataset.h"
 
 using namespace pk;
+using pk::testing::TempDir;
 using namespace pk::cli;
 namespace fs = std::filesystem;
 
 namespace {
 
+const std::string kTempTag = "test_quantize";
+
 const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
 const fs::path kModel = kFixtures / "models" / "resnet18_w16";
 const fs::path kFashion = kFixtures / "fashion32";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("packptq_test_quantize_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
 
 // <root>/<split>/<class>/ with the first `per_class` images of each fashion32
 // class (symbolic links): a dataset small enough for a quick run.
@@ -58,7 +44,7 @@ void link_subset(const fs::path& root, const std::string& split, size_t per_clas
 
 // One dataset for every test: 40 train and 20 val images per class.
 const fs::path& dataset() {
-  static TempDir dir;
+  static TempDir dir{kTempTag};
   static bool made = false;
   if (!made) {
     link_subset(dir.path, "train", 40);
@@ -126,7 +112,7 @@ nlohmann::json without_timing(nlohmann::json report) {
 
 // The quick run, done once and shared by the tests that inspect it.
 struct FirstRun {
-  TempDir out;
+  TempDir out{kTempTag};
   int status = -1;
   std::vector<fs::path> inited, trained, logs;
   nlohmann::json report;
@@ -214,7 +200,7 @@ TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval -
 }
 
 TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloads exactly") {
-  TempDir out;
+  TempDir out{kTempTag};
   const std::vector<std::string> args =
       with(quick_run(out.path), {"--fold_bn", "--method", "brecq", "--calibration_iterations", "5"});
   REQUIRE(run_command(run_quantize, args) == 0);
@@ -240,7 +226,7 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
   // unfolded file is refused.
   const std::vector<fs::path> inited = files_in(out.path / "inited_models", ".safetensors");
   REQUIRE(inited.size() == 1);
-  TempDir resumed;
+  TempDir resumed{kTempTag};
   REQUIRE(run_command(run_quantize,
                       {"quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
                        inited[0].string(), "--calibration_samples", "128", "--threads", "2",
@@ -256,7 +242,7 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
 
 TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
   const FirstRun& run = first_run();
-  TempDir out;
+  TempDir out{kTempTag};
   REQUIRE(run_command(run_quantize, quick_run(out.path)) == 0);
   nlohmann::json again = read_json(out.path / "report.json");
   CHECK(again["timing"]["started_at"].is_string());
@@ -276,7 +262,7 @@ TEST_CASE("quantize resumes from an initialized model with --pretrained_model_pa
   // reconstruction per unit. (test_pipeline checks that a resumed run equals
   // the straight one.) Into an --output_dir that does not exist yet, with the
   // report inside it.
-  TempDir resumed_root;
+  TempDir resumed_root{kTempTag};
   const fs::path resumed_out = resumed_root.path / "resumed";
   const std::vector<std::string> resume = {
       "quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
@@ -302,7 +288,7 @@ TEST_CASE("quantize resumes from an initialized model with --pretrained_model_pa
 }
 
 TEST_CASE("quantize --method rtn and mixed precision report their bits") {
-  TempDir out;
+  TempDir out{kTempTag};
   REQUIRE(run_command(run_quantize, with(quick_run(out.path), {"--method", "rtn",
                                                                "--calibration_iterations", "0",
                                                                "--first_last_8bit"})) == 0);
@@ -311,7 +297,7 @@ TEST_CASE("quantize --method rtn and mixed precision report their bits") {
   CHECK(rtn["packs"].empty());
   CHECK(rtn["average_bits"].get<double>() > 4.0);  // first and last layers at 8 bits
 
-  TempDir mixed_out;
+  TempDir mixed_out{kTempTag};
   REQUIRE(run_command(run_quantize, with(quick_run(mixed_out.path),
                                          {"--enable_mixed_precision", "--calibration_iterations",
                                           "5"})) == 0);
@@ -328,7 +314,7 @@ TEST_CASE("quantize --method rtn and mixed precision report their bits") {
 }
 
 TEST_CASE("quantize: bad flags fail with a usage error and write no model or report") {
-  TempDir out;
+  TempDir out{kTempTag};
   const std::vector<std::string> base = quick_run(out.path);
   std::vector<std::string> no_dataset = base;
   no_dataset.erase(no_dataset.begin() + 1, no_dataset.begin() + 3);

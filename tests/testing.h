@@ -8,7 +8,10 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -112,5 +115,25 @@ inline void expect_gradients(const std::function<Tensor(const std::vector<Tensor
     expect_close(analytic, numeric, opt.atol, opt.rtol, "gradient of input " + std::to_string(k));
   }
 }
+
+// A fresh, empty directory under the system temp directory, removed with
+// its contents at scope exit. `tag` (the test file) keeps runs of several
+// test binaries apart.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("packptq_" + tag + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 }  // namespace pk::testing
