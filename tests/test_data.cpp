@@ -292,6 +292,109 @@ TEST_CASE("center_crop: half-to-even offsets and torchvision's zero padding") {
   CHECK(value(d, 5, 1) == 0);
 }
 
+TEST_CASE("crop windows and horizontal flips") {
+  Image in(5, 4);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 5; ++x)
+      for (int c = 0; c < 3; ++c) in.row(y)[x * 3 + c] = static_cast<uint8_t>(1 + y * 10 + x + c);
+  auto value = [](const Image& im, int y, int x, int c = 0) { return int(im.row(y)[x * 3 + c]); };
+  const Image window = crop(in, 1, 2, 2, 3);
+  REQUIRE(window.width == 3);
+  REQUIRE(window.height == 2);
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 3; ++x) CHECK(value(window, y, x) == 1 + (y + 1) * 10 + (x + 2));
+  // Outside the image: zeros, as torchvision's F.crop pads.
+  const Image beyond = crop(in, 3, 4, 2, 2);
+  CHECK(value(beyond, 0, 0) == 1 + 3 * 10 + 4);
+  CHECK(value(beyond, 0, 1) == 0);
+  CHECK(value(beyond, 1, 0) == 0);
+
+  const Image flipped = flip_horizontal(in);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 5; ++x)
+      for (int c = 0; c < 3; ++c) CHECK(value(flipped, y, x, c) == value(in, y, 4 - x, c));
+  CHECK(flip_horizontal(flipped).pixels == in.pixels);
+}
+
+TEST_CASE("RandomResizedCrop windows: inside the image, area and aspect in range, seeded") {
+  for (auto [width, height] : {std::pair{32, 32}, std::pair{224, 160}, std::pair{40, 300}}) {
+    INFO(width << "x" << height);
+    Generator gen(7);
+    int fallbacks = 0;
+    for (int draw = 0; draw < 500; ++draw) {
+      const CropBox box = random_resized_crop_box(width, height, gen);
+      REQUIRE(box.width > 0);
+      REQUIRE(box.height > 0);
+      CHECK(box.top >= 0);
+      CHECK(box.left >= 0);
+      CHECK(box.top + box.height <= height);
+      CHECK(box.left + box.width <= width);
+      const double share = double(box.width) * box.height / (double(width) * height);
+      const double aspect = double(box.width) / box.height;
+      // Rounding w and h to pixels moves both a little beyond the drawn ranges.
+      CHECK(share >= 0.05);
+      CHECK(aspect > 0.6);
+      CHECK(aspect < 1.6);
+      // 40x300 (ratio 0.13) rarely fits a window in ten draws: the centered
+      // fallback keeps the whole width and height round(40 / (3/4)) = 53.
+      fallbacks += box.top == 123 && box.left == 0 && box.height == 53 && box.width == 40;
+    }
+    if (width == 40) CHECK(fallbacks > 0);
+  }
+  Generator a(11), b(11), c(12);
+  const CropBox first = random_resized_crop_box(64, 48, a);
+  const CropBox again = random_resized_crop_box(64, 48, b);
+  CHECK((first.top == again.top && first.left == again.left && first.height == again.height &&
+         first.width == again.width));
+  bool differs = false;
+  for (int i = 0; i < 5 && !differs; ++i) {
+    const CropBox x = random_resized_crop_box(64, 48, a), y = random_resized_crop_box(64, 48, c);
+    differs = x.top != y.top || x.left != y.left || x.height != y.height || x.width != y.width;
+  }
+  CHECK(differs);
+}
+
+TEST_CASE("reference preprocessing: ImageNet eval transform, seeded augmented calibration") {
+  const PreprocessConfig reference = reference_preprocess_config(224);
+  CHECK(reference.scale_size() == 256);
+  CHECK(reference.interpolation == Interpolation::Bilinear);
+  CHECK(reference.mean == std::array<float, 3>{0.485f, 0.456f, 0.406f});
+  CHECK(reference.stddev == std::array<float, 3>{0.229f, 0.224f, 0.225f});
+
+  const ImageFolder train = scan_image_folder((kFixtures / "fashion32").string(), "train");
+  const PreprocessConfig config = reference_preprocess_config(32);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Batch one = load_batch(train.samples, 10, 26, config, 5);
+  omp_set_num_threads(3);
+  const Batch three = load_batch(train.samples, 10, 26, config, 5);
+  omp_set_num_threads(threads);
+  const Batch other_seed = load_batch(train.samples, 10, 26, config, 6);
+  const Batch plain = load_batch(train.samples, 10, 26, config);
+  REQUIRE(one.images.shape() == Shape{16, 3, 32, 32});
+  CHECK(one.images.to_vector() == three.images.to_vector());
+  CHECK(one.images.to_vector() != other_seed.images.to_vector());
+  CHECK(one.images.to_vector() != plain.images.to_vector());
+
+  // Image 13 of the batch, by hand: its generator, window, resize, flip.
+  const Sample& sample = train.samples[10 + 13];
+  Generator gen(5 * 0x9E3779B97F4A7C15ull + 10 + 13 + 1);
+  const Image image = read_jpeg(sample.path);
+  const CropBox box = random_resized_crop_box(image.width, image.height, gen);
+  Image window = resize(crop(image, box.top, box.left, box.height, box.width), 32, 32,
+                        Interpolation::Bilinear);
+  if (gen.uniform() < 0.5f) window = flip_horizontal(window);
+  const std::vector<float> all = one.images.to_vector();
+  const size_t plane = 32 * 32;
+  for (int c = 0; c < 3; ++c)
+    for (size_t i = 0; i < plane; i += 37) {
+      const float expected =
+          (static_cast<float>(window.pixels[i * 3 + c]) / 255.0f - config.mean[c]) /
+          config.stddev[c];
+      CHECK(all[(13 * 3 + c) * plane + i] == expected);
+    }
+}
+
 TEST_CASE("ImageFolder scan of fixtures/fashion32") {
   const std::vector<std::string> expected_classes = {
       "00_tshirt_top", "01_trouser", "02_pullover", "03_dress", "04_coat",

@@ -199,6 +199,49 @@ TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval -
   CHECK(eval["model_name"] == "resnet18");
 }
 
+TEST_CASE("quantize --reference_preprocessing: augmented calibration, eval as the run") {
+  TempDir out{kTempTag};
+  REQUIRE(run_command(run_quantize, with(quick_run(out.path),
+                                         {"--reference_preprocessing", "--method", "rtn"})) == 0);
+  const nlohmann::json report = read_json(out.path / "report.json");
+  CHECK(report["config"]["reference_preprocessing"] == true);
+  const std::vector<fs::path> logs = files_in(out.path, "_resnet18_w4_a4.log");
+  REQUIRE(logs.size() == 1);
+  CHECK(read_text(logs[0]).find("reference preprocessing, augmented") != std::string::npos);
+
+  // FP32 top-1 is that of eval with the same flag (resize 36, crop 32,
+  // ImageNet statistics), and eval --quantized takes the flag from the file.
+  const fs::path fp32_report = out.path / "fp32.json", quant_report = out.path / "quant.json";
+  REQUIRE(run_command(run_eval, {"eval", "--model_name", "resnet18", "--model_config",
+                                 (kModel / "config.json").string(), "--weights",
+                                 (kModel / "model.pth").string(), "--dataset_path",
+                                 dataset().string(), "--batch_size", "16", "--threads", "2",
+                                 "--reference_preprocessing", "--report_json",
+                                 fp32_report.string()}) == 0);
+  CHECK(read_json(fp32_report)["top1"].get<double>() == report["fp32_top1"].get<double>());
+  const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
+  REQUIRE(trained.size() == 1);
+  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
+                                 dataset().string(), "--threads", "2", "--report_json",
+                                 quant_report.string()}) == 0);
+  CHECK(read_json(quant_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+
+  // Quantizers initialized on the augmented images: other activation ranges
+  // than the plain run's.
+  const LoadedQuantModel plain = load_quantized_model(first_run().inited.at(0).string());
+  const LoadedQuantModel augmented =
+      load_quantized_model(files_in(out.path / "inited_models", ".safetensors").at(0).string());
+  REQUIRE(plain.model->layers().size() == augmented.model->layers().size());
+  bool scales_differ = false;
+  for (size_t i = 0; i < plain.model->layers().size(); ++i) {
+    const auto& a = plain.model->layers()[i].hook->operand_quantizers;
+    const auto& b = augmented.model->layers()[i].hook->operand_quantizers;
+    for (size_t k = 0; k < a.size(); ++k)
+      if (a[k] && b[k]) scales_differ = scales_differ || a[k]->scale.to_vector() != b[k]->scale.to_vector();
+  }
+  CHECK(scales_differ);
+}
+
 TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloads exactly") {
   TempDir out{kTempTag};
   const std::vector<std::string> args =

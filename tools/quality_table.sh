@@ -7,7 +7,8 @@
 # at the end and written to OUT/table.md.
 # Usage: bash tools/quality_table.sh [OUT] [iterations]
 #   FIXTURES, BITS and METHODS (space-separated) narrow the sweep; SAMPLES
-#   sets --calibration_samples; MIXED=1 adds --enable_mixed_precision (a
+#   sets --calibration_samples; SEED replaces --seed 1005 (runs get an _s<seed>
+#   suffix); MIXED=1 adds --enable_mixed_precision (a
 #   quick smoke sweep: SAMPLES=32 MIXED=1 ... OUT 2); DATASET replaces the
 #   fixtures' fashion32 folder.
 set -euo pipefail
@@ -21,9 +22,11 @@ bits_list=(${BITS:-4 3})
 methods=(${METHODS:-pack rtn qdrop brecq adaround})
 threads="${THREADS:-$(nproc)}"
 samples="${SAMPLES:-1024}"
+seed="${SEED:-1005}"
 mixed=()
 suffix=""
-if [[ "${MIXED:-0}" == 1 ]]; then mixed=(--enable_mixed_precision); suffix="_mixed"; fi
+if [[ "$seed" != 1005 ]]; then suffix="_s$seed"; fi
+if [[ "${MIXED:-0}" == 1 ]]; then mixed=(--enable_mixed_precision); suffix="${suffix}_mixed"; fi
 mkdir -p "$out"
 
 for bits in "${bits_list[@]}"; do
@@ -39,7 +42,7 @@ for bits in "${bits_list[@]}"; do
         --model_name "$name" --weights "$model/model.safetensors" \
         --model_config "$model/config.json" --weight_bits "$bits" --activation_bits "$bits" \
         --weight_channel_wise --calibration_samples "$samples" --calibration_iterations "$iterations" \
-        --batch_size 16 --seed 1005 --method "$method" --threads "$threads" \
+        --batch_size 16 --seed "$seed" --method "$method" --threads "$threads" \
         --output_dir "$run" --report_json "$run/report.tmp.json" "${mixed[@]}" > "$run.stdout" 2>&1 ||
         { echo "failed: see $run.stdout"; exit 1; }
       end=$(date +%s%N)

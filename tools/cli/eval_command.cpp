@@ -34,6 +34,9 @@ void declare_flags(FlagSet& flags) {
                 "images per forward pass (--quantized: the quantization run's, unless given)");
   flags.add_int("threads", threads_from_env(), "CPU threads, 0 = all cores ($PACKPTQ_THREADS)");
   flags.add_string("report_json", "", "also write the results to this JSON file");
+  flags.add_switch("reference_preprocessing",
+                   "the reference's evaluation preprocessing (ImageNet mean/std, resize to "
+                   "input/0.875, center crop, bilinear); --quantized: as its quantization run");
 }
 
 void require(const FlagSet& flags, const std::string& name) {
@@ -74,6 +77,7 @@ int eval_main(int argc, char** argv) {
   if (!report_path.empty()) check_output_folder(report_path, "report_json");
   set_num_threads(static_cast<int>(threads));
 
+  bool reference_preprocessing = flags.on("reference_preprocessing");
   std::shared_ptr<Net> net;
   if (quantized.empty()) {
     net = load_model(model_name, flags.str("model_config"), weights);
@@ -85,13 +89,19 @@ int eval_main(int argc, char** argv) {
     // Batches as in the quantization run, so that its top-1 is reproduced exactly.
     if (!flags.given("batch_size") && loaded.metadata.contains("eval_batch_size"))
       batch_size = loaded.metadata["eval_batch_size"].get<int64_t>();
+    // And the same images: the run's preprocessing.
+    reference_preprocessing =
+        reference_preprocessing || loaded.metadata.value("reference_preprocessing", false);
   }
   const data::ImageFolder folder = data::scan_image_folder(dataset, split);
   if (static_cast<int64_t>(folder.classes.size()) != net->num_classes())
     throw std::runtime_error(folder.directory + " has " + std::to_string(folder.classes.size()) +
                              " class folders but the model has " +
                              std::to_string(net->num_classes()) + " classes");
-  const data::PreprocessConfig preprocess = preprocess_config(net->preprocess());
+  const data::PreprocessConfig preprocess =
+      reference_preprocessing
+          ? data::reference_preprocess_config(static_cast<int>(net->preprocess().input_size))
+          : preprocess_config(net->preprocess());
   log_line("eval " + model_name + " (" + (quantized.empty() ? weights : quantized) + ") on " +
            folder.directory + ": " + std::to_string(folder.samples.size()) + " images, " + std::to_string(num_threads()) +
            " threads, input " + std::to_string(preprocess.input_size) + " px");

@@ -92,6 +92,10 @@ void declare_flags(FlagSet& flags) {
   flags.add_string("output_dir", ".", "folder of the log, inited_models/ and trained_models/");
   flags.add_string("report_json", "", "also write the run's results to this JSON file");
   flags.add_switch("first_last_8bit", "pin the first and the last quantized layer to 8 bits");
+  flags.add_switch("reference_preprocessing",
+                   "the reference's preprocessing for every model: ImageNet mean/std, resize to "
+                   "input/0.875 and center crop, bilinear; calibration images augmented with "
+                   "RandomResizedCrop and horizontal flips (off: each model's own preprocessing)");
   flags.add_switch("fold_bn",
                    "fold each BatchNorm into the conv before it, so weights are quantized "
                    "folded (off: BatchNorm stays a float op, as in the reference)");
@@ -103,7 +107,7 @@ struct Options {
   int64_t batch_size, calibration_samples, num_workers, threads;
   uint64_t seed;
   QuantSettings quant;
-  bool first_last_8bit, mixed_precision, fold_bn;
+  bool first_last_8bit, mixed_precision, fold_bn, reference_preprocessing;
   Method method;
   Device device;
   ReconOptions recon;
@@ -172,6 +176,7 @@ Options parse_options(const FlagSet& flags) {
                      "--pretrained_model_path, whose file holds the model");
   }
   opt.fold_bn = flags.on("fold_bn");
+  opt.reference_preprocessing = flags.on("reference_preprocessing");
 
   opt.batch_size = positive(flags, "batch_size");
   opt.calibration_samples = positive(flags, "calibration_samples");
@@ -307,6 +312,7 @@ json config_json(const Options& opt) {
           {"enable_mixed_precision", opt.mixed_precision},
           {"first_last_8bit", opt.first_last_8bit},
           {"fold_bn", opt.fold_bn},
+          {"reference_preprocessing", opt.reference_preprocessing},
           {"calibration_iterations", r.iterations},
           {"reconstruction_weight", r.round_weight},
           {"temperature_start", r.beta_start},
@@ -470,15 +476,22 @@ int quantize_main(int argc, char** argv) {
     throw UsageError("--calibration_samples " + std::to_string(opt.calibration_samples) +
                      " exceeds the " + std::to_string(train.samples.size()) + " images of " +
                      train.directory);
-  const data::PreprocessConfig preprocess = preprocess_config(net->preprocess());
+  const data::PreprocessConfig preprocess =
+      opt.reference_preprocessing
+          ? data::reference_preprocess_config(static_cast<int>(net->preprocess().input_size))
+          : preprocess_config(net->preprocess());
   const std::vector<data::Sample> calibration_samples =
       data::sample_calibration(train.samples, opt.calibration_samples, opt.seed);
   const Tensor calibration =
-      data::load_batch(calibration_samples, 0, calibration_samples.size(), preprocess)
+      data::load_batch(calibration_samples, 0, calibration_samples.size(), preprocess,
+                       opt.reference_preprocessing ? std::optional<uint64_t>(opt.seed)
+                                                   : std::nullopt)
           .images.to(opt.device);
   log_line("calibration: " + std::to_string(calibration_samples.size()) + " images of " +
            train.directory + " (seed " + std::to_string(opt.seed) + "), input " +
-           std::to_string(preprocess.input_size) + " px; evaluation: " +
+           std::to_string(preprocess.input_size) + " px" +
+           (opt.reference_preprocessing ? " (reference preprocessing, augmented)" : "") +
+           "; evaluation: " +
            std::to_string(val.samples.size()) + " images of " + val.directory + "; " +
            std::to_string(num_threads()) + " threads");
   timing["data"] = seconds_since(start);
@@ -489,6 +502,7 @@ int quantize_main(int argc, char** argv) {
 
   json metadata = {{"model_config", model_config},
                    {"fold_bn", opt.fold_bn},
+                   {"reference_preprocessing", opt.reference_preprocessing},
                    {"method", method_name(opt.method)},
                    {"seed", opt.seed},
                    {"mixed_precision", opt.mixed_precision},

@@ -98,19 +98,71 @@ int PreprocessConfig::scale_size() const {
   return static_cast<int>(std::floor(input_size / crop_pct));
 }
 
-void preprocess(const Image& image, const PreprocessConfig& config, float* out) {
-  const int size = config.input_size;
-  const Image resized = resize_shorter_side(image, config.scale_size(), config.interpolation);
-  const Image cropped = center_crop(resized, size, size);
-  const size_t plane = static_cast<size_t>(size) * size;
+namespace {
+
+// ToTensor then Normalize of a size x size image into CHW floats, with the
+// same float32 operations (divide, subtract, divide), so values match
+// torchvision bit for bit.
+void normalize_into(const Image& image, const PreprocessConfig& config, float* out) {
+  const size_t plane = static_cast<size_t>(image.width) * image.height;
   for (int c = 0; c < 3; ++c) {
-    // Same float32 operations as ToTensor then Normalize (divide, subtract,
-    // divide), so values match torchvision bit for bit.
     const float mean = config.mean[c], stddev = config.stddev[c];
     float* dst = out + c * plane;
     for (size_t i = 0; i < plane; ++i)
-      dst[i] = (static_cast<float>(cropped.pixels[i * 3 + c]) / 255.0f - mean) / stddev;
+      dst[i] = (static_cast<float>(image.pixels[i * 3 + c]) / 255.0f - mean) / stddev;
   }
+}
+
+}  // namespace
+
+void preprocess(const Image& image, const PreprocessConfig& config, float* out) {
+  const int size = config.input_size;
+  const Image resized = resize_shorter_side(image, config.scale_size(), config.interpolation);
+  normalize_into(center_crop(resized, size, size), config, out);
+}
+
+PreprocessConfig reference_preprocess_config(int input_size) {
+  PreprocessConfig config;  // ImageNet mean and std
+  config.input_size = input_size;
+  config.crop_pct = 0.875;
+  config.interpolation = Interpolation::Bilinear;
+  return config;
+}
+
+CropBox random_resized_crop_box(int width, int height, Generator& gen) {
+  constexpr double kMinRatio = 3.0 / 4.0, kMaxRatio = 4.0 / 3.0;
+  const float log_min = static_cast<float>(std::log(kMinRatio));
+  const float log_max = static_cast<float>(std::log(kMaxRatio));
+  const double area = static_cast<double>(width) * height;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * gen.uniform(0.08f, 1.0f);
+    const double aspect = std::exp(gen.uniform(log_min, log_max));
+    // Python's round: half to even.
+    const int w = static_cast<int>(std::nearbyint(std::sqrt(target_area * aspect)));
+    const int h = static_cast<int>(std::nearbyint(std::sqrt(target_area / aspect)));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const int top = static_cast<int>(gen.randint(height - h + 1));
+      const int left = static_cast<int>(gen.randint(width - w + 1));
+      return {top, left, h, w};
+    }
+  }
+  const double ratio = static_cast<double>(width) / height;
+  int w = width, h = height;
+  if (ratio < kMinRatio) {
+    h = static_cast<int>(std::nearbyint(w / kMinRatio));
+  } else if (ratio > kMaxRatio) {
+    w = static_cast<int>(std::nearbyint(h * kMaxRatio));
+  }
+  return {(height - h) / 2, (width - w) / 2, h, w};
+}
+
+void preprocess_augmented(const Image& image, const PreprocessConfig& config, Generator& gen,
+                          float* out) {
+  const CropBox box = random_resized_crop_box(image.width, image.height, gen);
+  Image window = resize(crop(image, box.top, box.left, box.height, box.width), config.input_size,
+                        config.input_size, config.interpolation);
+  if (gen.uniform() < 0.5f) window = flip_horizontal(window);
+  normalize_into(window, config, out);
 }
 
 Tensor preprocess(const Image& image, const PreprocessConfig& config) {
@@ -122,7 +174,7 @@ Tensor preprocess(const Image& image, const PreprocessConfig& config) {
 // ---- batches ----
 
 Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
-                 const PreprocessConfig& config) {
+                 const PreprocessConfig& config, std::optional<uint64_t> augment_seed) {
   check(begin < end && end <= samples.size(),
         "load_batch: range [" + std::to_string(begin) + ", " + std::to_string(end) +
             ") is empty or outside the " + std::to_string(samples.size()) + " samples");
@@ -139,7 +191,14 @@ Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
     const Sample& sample = samples[begin + i];
     labels[i] = sample.label;
     try {
-      preprocess(read_jpeg(sample.path), config, images + i * 3 * size * size);
+      float* out = images + i * 3 * size * size;
+      if (augment_seed) {
+        // Its own stream per sample: the same crops whatever the thread count.
+        Generator gen(*augment_seed * 0x9E3779B97F4A7C15ull + begin + i + 1);
+        preprocess_augmented(read_jpeg(sample.path), config, gen, out);
+      } else {
+        preprocess(read_jpeg(sample.path), config, out);
+      }
     } catch (const std::exception& e) {
       errors[i] = e.what();
     }

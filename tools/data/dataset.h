@@ -4,9 +4,11 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/rng.h"
 #include "engine/tensor.h"
 #include "tools/data/image.h"
 
@@ -58,11 +60,34 @@ struct Batch {
   Tensor labels;  // int64 [B]
 };
 
+// The reference implementation's choice for every model (ALGORITHM.md
+// section 7): ImageNet mean and std, Resize(floor(input_size / 0.875)) and
+// CenterCrop(input_size), bilinear.
+PreprocessConfig reference_preprocess_config(int input_size);
+
+// torchvision RandomResizedCrop.get_params with scale (0.08, 1) and ratio
+// (3/4, 4/3): up to ten draws of an area share and a log-uniform aspect
+// ratio, the first window that fits taken at a uniform position; else the
+// whole image clamped to the ratio range, centered.
+struct CropBox {
+  int top, left, height, width;
+};
+CropBox random_resized_crop_box(int width, int height, Generator& gen);
+
+// The reference's calibration augmentation: RandomResizedCrop(input_size)
+// (the window resized with config.interpolation), RandomHorizontalFlip(0.5),
+// ToTensor and Normalize with config's mean and std.
+void preprocess_augmented(const Image& image, const PreprocessConfig& config, Generator& gen,
+                          float* out);
+
 // Decodes and preprocesses samples[begin, end) on all OpenMP threads. Each
 // image is independent, so the result does not depend on the thread count.
+// With augment_seed, images are augmented (preprocess_augmented), sample k
+// of `samples` drawing from its own generator seeded by (augment_seed, k).
 // A failing image throws std::runtime_error naming the first such sample.
 Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
-                 const PreprocessConfig& config);
+                 const PreprocessConfig& config,
+                 std::optional<uint64_t> augment_seed = std::nullopt);
 
 // `count` distinct samples drawn with pk::Generator(seed): a Fisher-Yates
 // shuffle of the indices 0..n-1 (for i = n-1 down to 1, swap i with

@@ -261,11 +261,9 @@ int center_offset(int size, int crop) {
 
 }  // namespace
 
-Image center_crop(const Image& image, int height, int width) {
-  check(height > 0 && width > 0, "center_crop: crop size " + std::to_string(height) + "x" +
+Image crop(const Image& image, int top, int left, int height, int width) {
+  check(height > 0 && width > 0, "crop: crop size " + std::to_string(height) + "x" +
                                      std::to_string(width) + " must be positive");
-  const int top = center_offset(image.height, height);
-  const int left = center_offset(image.width, width);
   Image out(width, height);  // zero-filled: padding where the crop leaves the image
   const int x_begin = std::max(0, -left), x_end = std::min(width, image.width - left);
   for (int y = 0; y < height; ++y) {
@@ -275,6 +273,22 @@ Image center_crop(const Image& image, int height, int width) {
               image.row(sy) + static_cast<size_t>(x_end + left) * 3,
               out.row(y) + static_cast<size_t>(x_begin) * 3);
   }
+  return out;
+}
+
+Image center_crop(const Image& image, int height, int width) {
+  check(height > 0 && width > 0, "center_crop: crop size " + std::to_string(height) + "x" +
+                                     std::to_string(width) + " must be positive");
+  return crop(image, center_offset(image.height, height), center_offset(image.width, width),
+              height, width);
+}
+
+Image flip_horizontal(const Image& image) {
+  Image out(image.width, image.height);
+  for (int y = 0; y < image.height; ++y)
+    for (int x = 0; x < image.width; ++x)
+      std::copy_n(image.row(y) + static_cast<size_t>(image.width - 1 - x) * 3, 3,
+                  out.row(y) + static_cast<size_t>(x) * 3);
   return out;
 }
 

@@ -5,8 +5,9 @@
 //                 fancy upsampling)
 //   resize        PIL Image.resize(size, BILINEAR | BICUBIC) for 8-bit images
 //                 (antialiased separable convolution in 22-bit fixed point)
-//   resize_shorter_side, center_crop
-//                 torchvision transforms.Resize(int) and CenterCrop on PIL images
+//   resize_shorter_side, center_crop, crop, flip_horizontal
+//                 torchvision transforms.Resize(int), CenterCrop, F.crop and
+//                 horizontal flips on PIL images
 #pragma once
 
 #include <cstdint>
@@ -50,5 +51,12 @@ Image resize_shorter_side(const Image& image, int size, Interpolation interpolat
 // Python's round-half-to-even; a crop larger than the image is padded with
 // zeros around it, as torchvision does.
 Image center_crop(const Image& image, int height, int width);
+
+// The height x width window at (top, left), zeros where it leaves the image
+// (torchvision's F.crop).
+Image crop(const Image& image, int top, int left, int height, int width);
+
+// Mirrored left to right (torchvision's RandomHorizontalFlip when it flips).
+Image flip_horizontal(const Image& image);
 
 }  // namespace pk::data
