@@ -34,7 +34,8 @@ QuantHook::QuantHook(const HookedLayer& layer, const QuantSettings& settings,
 Tensor QuantHook::operand(int index, const Tensor& x) {
   // Batch shards on worker threads see the sizes that full batches recorded
   // (and would write them from several threads at once).
-  if (!in_parallel_region() && x.dim() > 0 && x.size(0) > 0) operand_numel[index] = x.numel() / x.size(0);
+  if (!in_parallel_region() && x.dim() > 0 && x.size(0) > 0)
+    operand_numel[index] = x.numel() / x.size(0);
   if (capturing && index == 0) captured.push_back(x.detach());
   UniformQuantizer* q = operand_quantizers[index].get();
   if (!activation_on || !q) return x;

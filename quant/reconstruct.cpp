@@ -243,8 +243,8 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
     if (count >= warmup_end && !alphas.empty()) {
       Tensor round_loss;
       for (const Tensor& a : alphas) {
-        Tensor term = adaround_round_loss(a, static_cast<float>(beta),
-                                          static_cast<float>(opt.round_weight));
+        Tensor term =
+            adaround_round_loss(a, static_cast<float>(beta), static_cast<float>(opt.round_weight));
         round_loss = round_loss.defined() ? add(round_loss, term) : term;
       }
       round_loss.backward();

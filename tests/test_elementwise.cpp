@@ -31,14 +31,14 @@ struct BroadcastCase {
 };
 
 const BroadcastCase kCases[] = {
-    {{3, 4}, {3, 4}},          // same shape
-    {{2, 3, 5}, {}},           // scalar
-    {{}, {2, 3, 5}},           // scalar on the left
-    {{1, 1, 1}, {2, 3, 5}},    // one element, full rank
-    {{2, 3, 5}, {5}},          // trailing dims
-    {{2, 3, 4, 5}, {3, 1, 1}}, // per channel (NCHW)
-    {{1, 3, 1}, {2, 1, 7}},    // both sides broadcast
-    {{4, 1}, {1, 5}},          // outer product
+    {{3, 4}, {3, 4}},           // same shape
+    {{2, 3, 5}, {}},            // scalar
+    {{}, {2, 3, 5}},            // scalar on the left
+    {{1, 1, 1}, {2, 3, 5}},     // one element, full rank
+    {{2, 3, 5}, {5}},           // trailing dims
+    {{2, 3, 4, 5}, {3, 1, 1}},  // per channel (NCHW)
+    {{1, 3, 1}, {2, 1, 7}},     // both sides broadcast
+    {{4, 1}, {1, 5}},           // outer product
 };
 
 }  // namespace

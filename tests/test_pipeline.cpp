@@ -4,12 +4,12 @@
 // files that reproduce the logits bit for bit, and seed reproducibility.
 // Few calibration images and iterations keep it fast; accuracy bounds are
 // loose where so few iterations cannot promise more.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <algorithm>
 #include <set>
 
 #include "engine/autograd.h"

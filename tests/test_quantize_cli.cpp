@@ -212,12 +212,12 @@ TEST_CASE("quantize --reference_preprocessing: augmented calibration, eval as th
   // FP32 top-1 is that of eval with the same flag (resize 36, crop 32,
   // ImageNet statistics), and eval --quantized takes the flag from the file.
   const fs::path fp32_report = out.path / "fp32.json", quant_report = out.path / "quant.json";
-  REQUIRE(run_command(run_eval, {"eval", "--model_name", "resnet18", "--model_config",
-                                 (kModel / "config.json").string(), "--weights",
-                                 (kModel / "model.pth").string(), "--dataset_path",
-                                 dataset().string(), "--batch_size", "16", "--threads", "2",
-                                 "--reference_preprocessing", "--report_json",
-                                 fp32_report.string()}) == 0);
+  REQUIRE(
+      run_command(run_eval,
+                  {"eval", "--model_name", "resnet18", "--model_config",
+                   (kModel / "config.json").string(), "--weights", (kModel / "model.pth").string(),
+                   "--dataset_path", dataset().string(), "--batch_size", "16", "--threads", "2",
+                   "--reference_preprocessing", "--report_json", fp32_report.string()}) == 0);
   CHECK(read_json(fp32_report)["top1"].get<double>() == report["fp32_top1"].get<double>());
   const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
   REQUIRE(trained.size() == 1);
@@ -237,7 +237,8 @@ TEST_CASE("quantize --reference_preprocessing: augmented calibration, eval as th
     const auto& a = plain.model->layers()[i].hook->operand_quantizers;
     const auto& b = augmented.model->layers()[i].hook->operand_quantizers;
     for (size_t k = 0; k < a.size(); ++k)
-      if (a[k] && b[k]) scales_differ = scales_differ || a[k]->scale.to_vector() != b[k]->scale.to_vector();
+      if (a[k] && b[k])
+        scales_differ = scales_differ || a[k]->scale.to_vector() != b[k]->scale.to_vector();
   }
   CHECK(scales_differ);
 }

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <cmath>

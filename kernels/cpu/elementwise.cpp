@@ -96,13 +96,36 @@ template <typename F>
 void with_op(UnaryOp op, F f) {
   using U = UnaryOp;
   switch (op) {
-#define PK_UNARY_CASE(name) \
-  case U::name: return f(std::integral_constant<U, U::name>{});
-    PK_UNARY_CASE(Neg) PK_UNARY_CASE(Exp) PK_UNARY_CASE(Log) PK_UNARY_CASE(Sqrt)
-    PK_UNARY_CASE(Pow) PK_UNARY_CASE(AddScalar) PK_UNARY_CASE(MulScalar) PK_UNARY_CASE(Relu)
-    PK_UNARY_CASE(Relu6) PK_UNARY_CASE(Gelu) PK_UNARY_CASE(Sigmoid) PK_UNARY_CASE(Clamp)
-    PK_UNARY_CASE(RoundSTE) PK_UNARY_CASE(FloorSTE) PK_UNARY_CASE(Abs)
-#undef PK_UNARY_CASE
+    case U::Neg:
+      return f(std::integral_constant<U, U::Neg>{});
+    case U::Exp:
+      return f(std::integral_constant<U, U::Exp>{});
+    case U::Log:
+      return f(std::integral_constant<U, U::Log>{});
+    case U::Sqrt:
+      return f(std::integral_constant<U, U::Sqrt>{});
+    case U::Pow:
+      return f(std::integral_constant<U, U::Pow>{});
+    case U::AddScalar:
+      return f(std::integral_constant<U, U::AddScalar>{});
+    case U::MulScalar:
+      return f(std::integral_constant<U, U::MulScalar>{});
+    case U::Relu:
+      return f(std::integral_constant<U, U::Relu>{});
+    case U::Relu6:
+      return f(std::integral_constant<U, U::Relu6>{});
+    case U::Gelu:
+      return f(std::integral_constant<U, U::Gelu>{});
+    case U::Sigmoid:
+      return f(std::integral_constant<U, U::Sigmoid>{});
+    case U::Clamp:
+      return f(std::integral_constant<U, U::Clamp>{});
+    case U::RoundSTE:
+      return f(std::integral_constant<U, U::RoundSTE>{});
+    case U::FloorSTE:
+      return f(std::integral_constant<U, U::FloorSTE>{});
+    case U::Abs:
+      return f(std::integral_constant<U, U::Abs>{});
   }
 }
 

@@ -483,17 +483,16 @@ int quantize_main(int argc, char** argv) {
   const std::vector<data::Sample> calibration_samples =
       data::sample_calibration(train.samples, opt.calibration_samples, opt.seed);
   const Tensor calibration =
-      data::load_batch(calibration_samples, 0, calibration_samples.size(), preprocess,
-                       opt.reference_preprocessing ? std::optional<uint64_t>(opt.seed)
-                                                   : std::nullopt)
+      data::load_batch(
+          calibration_samples, 0, calibration_samples.size(), preprocess,
+          opt.reference_preprocessing ? std::optional<uint64_t>(opt.seed) : std::nullopt)
           .images.to(opt.device);
   log_line("calibration: " + std::to_string(calibration_samples.size()) + " images of " +
            train.directory + " (seed " + std::to_string(opt.seed) + "), input " +
            std::to_string(preprocess.input_size) + " px" +
            (opt.reference_preprocessing ? " (reference preprocessing, augmented)" : "") +
-           "; evaluation: " +
-           std::to_string(val.samples.size()) + " images of " + val.directory + "; " +
-           std::to_string(num_threads()) + " threads");
+           "; evaluation: " + std::to_string(val.samples.size()) + " images of " + val.directory +
+           "; " + std::to_string(num_threads()) + " threads");
   timing["data"] = seconds_since(start);
 
   model->set_quant(false, false);  // FP32 (a resumed model comes quantized)

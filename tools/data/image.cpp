@@ -279,8 +279,8 @@ Image crop(const Image& image, int top, int left, int height, int width) {
 Image center_crop(const Image& image, int height, int width) {
   check(height > 0 && width > 0, "center_crop: crop size " + std::to_string(height) + "x" +
                                      std::to_string(width) + " must be positive");
-  return crop(image, center_offset(image.height, height), center_offset(image.width, width),
-              height, width);
+  return crop(image, center_offset(image.height, height), center_offset(image.width, width), height,
+              width);
 }
 
 Image flip_horizontal(const Image& image) {
