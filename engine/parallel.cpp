@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 
@@ -37,6 +38,15 @@ void run_on_threads(int64_t count, const std::function<void(int64_t)>& task) {
     }
   }
   if (error) std::rethrow_exception(error);
+}
+
+int64_t batch_shards(bool on_cpu, int64_t rows) {
+  return on_cpu ? std::min<int64_t>(num_threads(), rows) : 1;
+}
+
+ShardRows shard_rows(int64_t rows, int64_t shards, int64_t s) {
+  const int64_t begin = s * rows / shards;
+  return {begin, (s + 1) * rows / shards - begin};
 }
 
 bool in_parallel_region() { return omp_in_parallel(); }

@@ -63,8 +63,7 @@ std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibrati
   std::set<int64_t> wanted(units.begin(), units.end());
   // Each batch is split into shards that run on their own threads (CPU); the
   // quantization switches change only between the shards' steps.
-  const int64_t max_shards =
-      calibration.device() == Device::CPU ? std::min<int64_t>(num_threads(), batch_size) : 1;
+  const int64_t max_shards = batch_shards(calibration.device() == Device::CPU, batch_size);
   std::vector<std::vector<Accumulator>> acc(max_shards, std::vector<Accumulator>(net.num_units()));
   std::vector<Tensor> x(max_shards), z_q(max_shards);
   model.set_quant(false, false);
@@ -73,8 +72,8 @@ std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibrati
     const int64_t bs = std::min(batch_size, n - b0);
     const int64_t shards = std::min(max_shards, bs);
     for (int64_t s = 0; s < shards; ++s) {  // x[s]: the FP input of unit t
-      const int64_t begin = s * bs / shards;
-      x[s] = slice_rows(calibration, b0 + begin, (s + 1) * bs / shards - begin);
+      const ShardRows r = shard_rows(bs, shards, s);
+      x[s] = slice_rows(calibration, b0 + r.begin, r.count);
     }
     for (int64_t t = 0; t < net.num_units(); ++t) {
       const bool scored = wanted.count(t) > 0;

@@ -169,8 +169,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
 
   // Data parallelism over the batch on the CPU: the kernels of one small
   // target cannot keep several threads busy, shards of the batch can.
-  const int64_t shards =
-      data.x_q.device() == Device::CPU ? std::min<int64_t>(num_threads(), opt.batch_size) : 1;
+  const int64_t shards = batch_shards(data.x_q.device() == Device::CPU, opt.batch_size);
   std::vector<QuantHook*> weight_hooks;
   std::vector<const UniformQuantizer*> scale_owners;
   for (size_t i : layers) {
@@ -212,16 +211,15 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
       for (const UniformQuantizer* q : scale_owners)
         shard_params[s].add(q, q->scale.detach().set_requires_grad(true));
     }
-    // Shard s: rows [s * B / shards, (s + 1) * B / shards). Its loss carries
-    // its share of the batch, so the shard losses (and gradients) add up to
-    // the loss of the whole batch.
+    // Each shard's loss carries its share of the batch, so the shard losses
+    // (and gradients) add up to the loss of the whole batch.
     auto run_shard = [&](int64_t s) {
-      const int64_t begin = s * opt.batch_size / shards;
-      const int64_t rows = (s + 1) * opt.batch_size / shards - begin;
+      const ShardRows r = shard_rows(opt.batch_size, shards, s);
       ShardScope scope(shard_params[s]);
-      Tensor rec = mul(reconstruction_mse(run_target(model, target, slice_rows(input, begin, rows)),
-                                          slice_rows(wanted, begin, rows)),
-                       static_cast<float>(rows) / static_cast<float>(opt.batch_size));
+      Tensor rec =
+          mul(reconstruction_mse(run_target(model, target, slice_rows(input, r.begin, r.count)),
+                                 slice_rows(wanted, r.begin, r.count)),
+              static_cast<float>(r.count) / static_cast<float>(opt.batch_size));
       rec.backward();
       shard_rec[s] = rec.item();
     };

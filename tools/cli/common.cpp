@@ -170,6 +170,11 @@ data::PreprocessConfig preprocess_config(const Preprocess& preprocess) {
   return config;
 }
 
+data::PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference) {
+  return reference ? data::reference_preprocess_config(static_cast<int>(preprocess.input_size))
+                   : preprocess_config(preprocess);
+}
+
 EvalResult evaluate(Net& net, const std::vector<data::Sample>& samples,
                     const data::PreprocessConfig& config, int64_t batch_size,
                     const std::string& label) {

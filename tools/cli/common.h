@@ -27,6 +27,9 @@ std::shared_ptr<Net> load_model(const std::string& model_name, const std::string
 
 // The model's preprocessing in the data pipeline's terms.
 data::PreprocessConfig preprocess_config(const Preprocess& preprocess);
+// The model's own preprocessing, or with `reference` the reference
+// implementation's (data::reference_preprocess_config) at the model's input size.
+data::PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference);
 
 struct EvalResult {
   double top1 = 0;  // percent

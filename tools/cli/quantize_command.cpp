@@ -477,9 +477,7 @@ int quantize_main(int argc, char** argv) {
                      " exceeds the " + std::to_string(train.samples.size()) + " images of " +
                      train.directory);
   const data::PreprocessConfig preprocess =
-      opt.reference_preprocessing
-          ? data::reference_preprocess_config(static_cast<int>(net->preprocess().input_size))
-          : preprocess_config(net->preprocess());
+      preprocess_config(net->preprocess(), opt.reference_preprocessing);
   const std::vector<data::Sample> calibration_samples =
       data::sample_calibration(train.samples, opt.calibration_samples, opt.seed);
   const Tensor calibration =
