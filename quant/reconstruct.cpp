@@ -37,12 +37,6 @@ std::vector<size_t> target_layers(QuantModel& model, const ReconTarget& target) 
   return out;
 }
 
-// Input of unit `first` for the image batch under the current switches.
-Tensor unit_input(Net& net, int64_t first, const Tensor& images) {
-  if (first == 0) return images;
-  return net.glue(first - 1, net.forward_range(images, 0, first));
-}
-
 // Forward of a single Conv/Linear layer (layer-wise targets).
 Tensor layer_forward(HookedLayer* layer, const Tensor& x) {
   if (auto* conv = dynamic_cast<Conv2d*>(layer)) return conv->forward(x);
@@ -66,61 +60,62 @@ Tensor by_batches(const Tensor& rows, int64_t batch_size, F f) {
   return concat(out, 0);
 }
 
-Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
-                 int64_t batch_size, const UnitInputs* carried) {
-  NoGradGuard guard;
+// Moves `inputs` on to the inputs of unit `unit` under the current
+// quantization state: unit by unit from the inputs of an earlier unit (whose
+// targets are all reconstructed by now), else from the images.
+void advance_inputs(QuantModel& model, int64_t unit, const Tensor& calibration, int64_t batch_size,
+                    UnitInputs& inputs) {
   Net& net = model.net();
-  if (carried && target.layer < 0 && carried->unit == target.first_unit) {
+  if (inputs.unit < 0 || inputs.unit > unit) {
+    auto from_images = [&](const Tensor& images) {
+      return unit == 0 ? images : net.glue(unit - 1, net.forward_range(images, 0, unit));
+    };
+    model.set_quant(true, true);
+    Tensor x_q = by_batches(calibration, batch_size, from_images);
     model.set_quant(false, false);
-    Tensor y = by_batches(carried->x_fp, batch_size, [&](const Tensor& x) {
-      return net.forward_range(x, target.first_unit, target.last_unit);
-    });
-    return {carried->x_q, carried->x_fp, y};
+    inputs = UnitInputs{unit, x_q, by_batches(calibration, batch_size, from_images)};
+    return;
   }
-  std::vector<Tensor> xq, xfp, ys;
-  const int64_t n = calibration.size(0);
-  for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
-    Tensor images = slice_rows(calibration, b0, std::min(batch_size, n - b0));
-    if (target.layer >= 0) {
-      // The layer's own input, seen by its hook as the unit runs.
-      QuantLayer& ql = model.layers()[target.layer];
-      for (bool quantized : {true, false}) {
-        model.set_quant(quantized, quantized);
-        ql.hook->capturing = true;
-        net.forward_range(images, 0, ql.unit + 1);
-        ql.hook->capturing = false;
-        (quantized ? xq : xfp).push_back(ql.hook->captured.front());
-        ql.hook->captured.clear();
-      }
-      ys.push_back(layer_forward(ql.layer, xfp.back()));
-    } else {
-      model.set_quant(true, true);
-      xq.push_back(unit_input(net, target.first_unit, images));
-      model.set_quant(false, false);
-      xfp.push_back(unit_input(net, target.first_unit, images));
-      ys.push_back(net.forward_range(xfp.back(), target.first_unit, target.last_unit));
-    }
+  for (; inputs.unit < unit; ++inputs.unit) {
+    const int64_t u = inputs.unit;
+    auto next = [&](const Tensor& x) { return net.glue(u, net.forward_range(x, u, u + 1)); };
+    model.set_quant(true, true);
+    inputs.x_q = by_batches(inputs.x_q, batch_size, next);
+    model.set_quant(false, false);
+    inputs.x_fp = by_batches(inputs.x_fp, batch_size, next);
   }
-  return {concat(xq, 0), concat(xfp, 0), concat(ys, 0)};
 }
 
-// Hands on the inputs of the unit after a reconstructed unit target: its
-// float output through the glue, and its quantized output on the quantized
-// input.
-void carry_inputs(QuantModel& model, const ReconTarget& target, const Captured& data,
-                  int64_t batch_size, UnitInputs& carried) {
+Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
+                 int64_t batch_size, UnitInputs& inputs) {
   NoGradGuard guard;
   Net& net = model.net();
-  const int64_t last = target.last_unit;
-  carried = UnitInputs{};
-  if (target.layer >= 0 || last >= net.num_units()) return;
+  const int64_t unit = target.layer >= 0 ? model.layers()[target.layer].unit : target.first_unit;
+  advance_inputs(model, unit, calibration, batch_size, inputs);
+  if (target.layer < 0) {
+    model.set_quant(false, false);
+    Tensor y = by_batches(inputs.x_fp, batch_size, [&](const Tensor& x) {
+      return net.forward_range(x, target.first_unit, target.last_unit);
+    });
+    return {inputs.x_q, inputs.x_fp, y};
+  }
+  // The layer's own input, seen by its hook as its unit runs.
+  QuantLayer& ql = model.layers()[target.layer];
+  auto layer_input = [&](const Tensor& x) {
+    ql.hook->capturing = true;
+    net.forward_range(x, unit, unit + 1);
+    ql.hook->capturing = false;
+    Tensor seen = ql.hook->captured.front();
+    ql.hook->captured.clear();
+    return seen;
+  };
   model.set_quant(true, true);
-  Tensor x_q = by_batches(data.x_q, batch_size, [&](const Tensor& x) {
-    return net.glue(last - 1, net.forward_range(x, target.first_unit, last));
-  });
-  Tensor x_fp =
-      by_batches(data.y, batch_size, [&](const Tensor& y) { return net.glue(last - 1, y); });
-  carried = UnitInputs{last, x_q, x_fp};
+  Tensor x_q = by_batches(inputs.x_q, batch_size, layer_input);
+  model.set_quant(false, false);
+  Tensor x_fp = by_batches(inputs.x_fp, batch_size, layer_input);
+  Tensor y =
+      by_batches(x_fp, batch_size, [&](const Tensor& x) { return layer_forward(ql.layer, x); });
+  return {x_q, x_fp, y};
 }
 
 // Sum over the shards of the gradient of their copy of owner's tensor
@@ -142,7 +137,9 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   check(opt.iterations > 0 && opt.batch_size > 0,
         "reconstruction needs positive iterations and batch size");
   auto start = std::chrono::steady_clock::now();
-  Captured data = capture(model, target, calibration, opt.batch_size, carried);
+  UnitInputs own_inputs;
+  Captured data =
+      capture(model, target, calibration, opt.batch_size, carried ? *carried : own_inputs);
   const int64_t n = data.x_q.size(0);
 
   // Trainable state: AdaRound alphas and activation scales of the target.
@@ -273,13 +270,11 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
         q->scale.zero_grad();
       }
   }
-  if (carried) carry_inputs(model, target, data, opt.batch_size, *carried);
   double final_loss = tail_sum / static_cast<double>(std::min(tail, opt.iterations));
   char detail[64];
   std::snprintf(detail, sizeof detail, "final rec loss %.5g", final_loss);
   progress.finish(detail);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {target.name, final_loss, seconds};
 }
 

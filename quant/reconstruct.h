@@ -16,9 +16,9 @@ struct ReconOptions {
   int64_t batch_size = 16;
   double round_weight = 0.01;  // --reconstruction_weight
   double beta_start = 20.0, beta_end = 2.0, warmup = 0.2;
-  double alpha_lr = 3e-3;      // Adam on AdaRound alphas, constant
-  double scale_lr = 4e-5;      // Adam on activation scales, cosine-annealed to 0
-  double input_prob = 0.5;     // QDrop: probability of taking the quantized input
+  double alpha_lr = 3e-3;   // Adam on AdaRound alphas, constant
+  double scale_lr = 4e-5;   // Adam on activation scales, cosine-annealed to 0
+  double input_prob = 0.5;  // QDrop: probability of taking the quantized input
 };
 
 // Units [first_unit, last_unit), or, when layer >= 0, that single layer of
@@ -41,9 +41,9 @@ struct ReconResult {
 double rounding_beta(int64_t count, const ReconOptions& opt);
 
 // The inputs of unit `unit` over the whole calibration set, in the quantized
-// model (every unit before it quantized) and in the float model. Unit targets
+// model (every unit before it quantized) and in the float model. Targets
 // reconstructed in network order hand them on, so that each target runs only
-// its own units instead of the network from the images.
+// the units since the previous one instead of the network from the images.
 struct UnitInputs {
   int64_t unit = -1;
   Tensor x_q, x_fp;
@@ -51,9 +51,10 @@ struct UnitInputs {
 
 // Captures the target's inputs (quantized model and float model) and float
 // output over the calibration set, trains, then fixes the target's weights
-// to hard rounding and its activation scales. With `carried` (unit targets),
-// inputs carried for target.first_unit are used instead of a capture, and on
-// return it holds the inputs of target.last_unit.
+// to hard rounding and its activation scales. With `carried`, the inputs of
+// an earlier unit are moved on to the target's unit (the one holding its
+// first unit or its layer) instead of running the network from the images,
+// and on return it holds the inputs of that unit.
 ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
                         const ReconOptions& opt, Generator& gen, UnitInputs* carried = nullptr);
 

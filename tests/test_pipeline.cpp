@@ -44,7 +44,8 @@ nlohmann::json fixture_config(const std::string& fixture) {
 std::shared_ptr<Net> load_fixture(const std::string& fixture) {
   const nlohmann::json config = fixture_config(fixture);
   auto net = create_net(config.at("model_name").get<std::string>(), config);
-  net->load_state_dict(load_checkpoint((kFixtures / "models" / fixture / "model.safetensors").string()));
+  net->load_state_dict(
+      load_checkpoint((kFixtures / "models" / fixture / "model.safetensors").string()));
   net->eval();
   return net;
 }
@@ -60,7 +61,8 @@ struct Data {
 const Data& fixture_data(const Net& net) {
   static std::map<std::string, Data> cache;
   const data::PreprocessConfig preprocess = cli::preprocess_config(net.preprocess());
-  const std::string key = std::to_string(preprocess.mean[0]) + "/" + std::to_string(preprocess.input_size);
+  const std::string key =
+      std::to_string(preprocess.mean[0]) + "/" + std::to_string(preprocess.input_size);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   static const data::ImageFolder train = data::scan_image_folder(kFashion.string(), "train");
@@ -210,7 +212,8 @@ TEST_CASE("pack W4A4: rtn close to FP32, contiguous Hessian packs, sane top-1, e
     check_packs(*r.net, r.report.packs);
     // Before-units, packs, after-units: one reconstruction each.
     int64_t boundary = 0;
-    for (const Unit& u : r.net->units()) boundary += u.kind == UnitKind::Before || u.kind == UnitKind::After;
+    for (const Unit& u : r.net->units())
+      boundary += u.kind == UnitKind::Before || u.kind == UnitKind::After;
     CHECK(r.report.reconstruction.size() == r.report.packs.size() + static_cast<size_t>(boundary));
     for (const ReconResult& rec : r.report.reconstruction) CHECK(std::isfinite(rec.final_loss));
     CHECK(r.quantized >= r.fp32 - 5.0);
@@ -223,7 +226,8 @@ TEST_CASE("every baseline method runs with its own grouping, rtn is the initiali
   const std::string fixture = "resnet18_w16";
   const auto net = load_fixture(fixture);
   size_t conv_linear = 0;
-  for (const auto& [name, layer] : net->quantizable_layers()) conv_linear += layer->kind() != LayerKind::MatMul;
+  for (const auto& [name, layer] : net->quantizable_layers())
+    conv_linear += layer->kind() != LayerKind::MatMul;
   for (Method method : {Method::QDrop, Method::Brecq, Method::AdaRound}) {
     INFO(std::string(method_name(method)));
     RunConfig rc;
@@ -334,13 +338,14 @@ TEST_CASE("an initialized model saved with float weights resumes to the same res
 
   // A trained (hard-rounded) model cannot be saved with float weights, and a
   // file that is no quantized model is refused.
-  CHECK_THROWS_WITH_AS(save_quantized_model(path, model, {{"model_config", nlohmann::json::object()}}, true),
-                       doctest::Contains("hard"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(
+      save_quantized_model(path, model, {{"model_config", nlohmann::json::object()}}, true),
+      doctest::Contains("hard"), std::runtime_error);
   CHECK_THROWS_WITH_AS(save_quantized_model(path, model, nlohmann::json::object(), false),
                        doctest::Contains("model_config"), std::runtime_error);
   const std::string plain = (kFixtures / "models" / fixture / "model.safetensors").string();
-  CHECK_THROWS_WITH_AS(load_quantized_model(plain), doctest::Contains("not a packptq quantized model"),
-                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_quantized_model(plain),
+                       doctest::Contains("not a packptq quantized model"), std::runtime_error);
 }
 
 TEST_CASE("same seed, same result, another seed other reconstruction batches") {
@@ -355,7 +360,8 @@ TEST_CASE("same seed, same result, another seed other reconstruction batches") {
   bool any_differs = false;
   for (size_t i = 0; i < a.report.reconstruction.size(); ++i) {
     CHECK(a.report.reconstruction[i].final_loss == b.report.reconstruction[i].final_loss);
-    any_differs = any_differs || a.report.reconstruction[i].final_loss != c.report.reconstruction[i].final_loss;
+    any_differs = any_differs ||
+                  a.report.reconstruction[i].final_loss != c.report.reconstruction[i].final_loss;
   }
   CHECK(a.quantized == b.quantized);
   const Tensor images = slice_rows(fixture_data(*a.net).val_images, 0, 40);
@@ -394,41 +400,58 @@ TEST_CASE("safetensors: int64 tensors named as U8 are stored one byte each and r
         std::vector<int64_t>{0, 7, 255, 128, 1, 2});  // failed saves left the file alone
 }
 
-TEST_CASE("unit targets fed the carried inputs equal targets captured from the images") {
-  // Two consecutive units of a CNN and of a ViT reconstructed in order,
-  // once handing the inputs on and once capturing each target from the
-  // images: the same trained model, bit for bit.
+TEST_CASE("targets fed the carried inputs equal targets captured from the images") {
+  // The layers, and separately the whole units, of two consecutive units of
+  // a CNN and of a ViT reconstructed in order, once handing the inputs on
+  // and once capturing each target from the images: the same trained model,
+  // bit for bit.
   for (const char* fixture : {"resnet18_w16", "deit_t32"}) {
-    INFO(std::string(fixture));
-    std::vector<Tensor> logits;
-    for (bool carry : {true, false}) {
-      auto net = load_fixture(fixture);
-      QuantSettings settings;
-      settings.weight_bits = settings.activation_bits = 4;
-      settings.weight_channel_wise = true;
-      QuantModel model(net, settings, false);
-      const Data& d = fixture_data(*net);
-      const Tensor calibration = slice_rows(d.calibration, 0, 48);
-      model.initialize(slice_rows(calibration, 0, 16));
-      ReconOptions options;
-      options.iterations = 4;
-      Generator gen(kSeed);
-      UnitInputs carried;
-      const std::vector<int64_t> packable = packable_units(*net);
-      REQUIRE(packable.size() >= 2);
-      for (int64_t u : {packable[0], packable[1]}) {
-        ReconTarget target;
-        target.name = net->units()[u].name;
-        target.first_unit = u;
-        target.last_unit = u + 1;
-        target.mix_inputs = true;
-        reconstruct(model, target, calibration, options, gen, carry ? &carried : nullptr);
-        if (carry) CHECK(carried.unit == u + 1);
+    for (bool layer_wise : {false, true}) {
+      INFO(std::string(fixture) << (layer_wise ? " layer-wise" : " unit-wise"));
+      std::vector<Tensor> logits;
+      for (bool carry : {true, false}) {
+        auto net = load_fixture(fixture);
+        QuantSettings settings;
+        settings.weight_bits = settings.activation_bits = 4;
+        settings.weight_channel_wise = true;
+        QuantModel model(net, settings, false);
+        const Data& d = fixture_data(*net);
+        const Tensor calibration = slice_rows(d.calibration, 0, 48);
+        model.initialize(slice_rows(calibration, 0, 16));
+        const std::vector<int64_t> packable = packable_units(*net);
+        REQUIRE(packable.size() >= 2);
+        std::vector<ReconTarget> targets;
+        for (int64_t u : {packable[0], packable[1]}) {
+          ReconTarget target;
+          target.name = net->units()[u].name;
+          target.first_unit = u;
+          target.last_unit = u + 1;
+          target.mix_inputs = true;
+          if (!layer_wise) {
+            targets.push_back(target);
+            continue;
+          }
+          for (size_t i : model.unit_layers(u)) {
+            if (model.layers()[i].layer->kind() == LayerKind::MatMul) continue;
+            target.name = model.layers()[i].name;
+            target.layer = static_cast<int64_t>(i);
+            target.mix_inputs = false;
+            targets.push_back(target);
+          }
+        }
+        ReconOptions options;
+        options.iterations = 4;
+        Generator gen(kSeed);
+        UnitInputs carried;
+        for (const ReconTarget& target : targets) {
+          reconstruct(model, target, calibration, options, gen, carry ? &carried : nullptr);
+          if (carry) CHECK(carried.unit == target.first_unit);
+        }
+        model.set_quant(true, true);
+        logits.push_back(logits_of(*net, slice_rows(d.val_images, 0, 20)));
       }
-      model.set_quant(true, true);
-      logits.push_back(logits_of(*net, slice_rows(d.val_images, 0, 20)));
+      CHECK(logits[0].to_vector() == logits[1].to_vector());
     }
-    CHECK(logits[0].to_vector() == logits[1].to_vector());
   }
 }
 
