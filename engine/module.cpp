@@ -136,4 +136,16 @@ void Module::zero_grad() {
   for (auto& [name, t] : named_parameters()) t.zero_grad();
 }
 
+FrozenParameters::FrozenParameters(const Module& module) : parameters_(module.parameters()) {
+  for (Tensor& p : parameters_) {
+    was_trainable_.push_back(p.requires_grad());
+    p.set_requires_grad(false);
+  }
+}
+
+FrozenParameters::~FrozenParameters() {
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    parameters_[i].set_requires_grad(was_trainable_[i]);
+}
+
 }  // namespace pk

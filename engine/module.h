@@ -77,4 +77,21 @@ class Module {
   bool training_ = true;
 };
 
+// While it lives, the module's parameters need no gradients: post-training
+// quantization never trains the float parameters, so backward passes skip
+// their (weight-sized) gradient kernels, and batch shards running backward
+// on several threads never accumulate into the same parameter. The flags
+// come back afterwards.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(const Module& module);
+  ~FrozenParameters();
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<Tensor> parameters_;
+  std::vector<bool> was_trainable_;
+};
+
 }  // namespace pk

@@ -59,6 +59,7 @@ void accumulate_shard(Net& net, int64_t t, const Tensor& z_fp, const Tensor& z_q
 std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibration,
                                       int64_t batch_size, const std::vector<int64_t>& units) {
   Net& net = model.net();
+  const FrozenParameters frozen(net);
   const int64_t n = calibration.size(0);
   std::set<int64_t> wanted(units.begin(), units.end());
   // Each batch is split into shards that run on their own threads (CPU); the

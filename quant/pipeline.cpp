@@ -101,39 +101,11 @@ std::vector<ReconTarget> make_targets(QuantModel& model, Method method,
 
 }  // namespace
 
-namespace {
-
-// Post-training quantization never trains the float parameters: while it
-// runs they need no gradients, so backward passes skip their (weight-sized)
-// gradient kernels and accumulations. Their flags come back afterwards.
-class FrozenParameters {
- public:
-  explicit FrozenParameters(const Module& module) : parameters_(module.parameters()) {
-    for (Tensor& p : parameters_) {
-      was_trainable_.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-  }
-  ~FrozenParameters() {
-    for (size_t i = 0; i < parameters_.size(); ++i)
-      parameters_[i].set_requires_grad(was_trainable_[i]);
-  }
-  FrozenParameters(const FrozenParameters&) = delete;
-  FrozenParameters& operator=(const FrozenParameters&) = delete;
-
- private:
-  std::vector<Tensor> parameters_;
-  std::vector<bool> was_trainable_;
-};
-
-}  // namespace
-
 PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
                             const PipelineOptions& options, Generator& gen, bool resumed,
                             const std::function<void(QuantModel&)>& on_initialized) {
   PipelineReport report;
   Net& net = model.net();
-  const FrozenParameters frozen(net);
   const Tensor first_batch =
       slice_rows(calibration, 0, std::min(options.batch_size, calibration.size(0)));
 

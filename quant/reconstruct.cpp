@@ -137,6 +137,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   check(opt.iterations > 0 && opt.batch_size > 0,
         "reconstruction needs positive iterations and batch size");
   auto start = std::chrono::steady_clock::now();
+  const FrozenParameters frozen(model.net());
   UnitInputs own_inputs;
   Captured data =
       capture(model, target, calibration, opt.batch_size, carried ? *carried : own_inputs);

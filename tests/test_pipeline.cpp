@@ -79,6 +79,29 @@ const Data& fixture_data(const Net& net) {
   return cache.emplace(key, d).first->second;
 }
 
+// A W4A4 model of the fixture, its quantizers initialized on the first 16 of
+// the 48 calibration images it keeps for reconstruction.
+struct InitializedModel {
+  std::shared_ptr<Net> net;
+  std::unique_ptr<QuantModel> model;
+  Tensor calibration;
+  std::vector<int64_t> packable;
+};
+
+InitializedModel initialized_w4(const std::string& fixture, bool channel_wise) {
+  InitializedModel m;
+  m.net = load_fixture(fixture);
+  QuantSettings settings;
+  settings.weight_bits = settings.activation_bits = 4;
+  settings.weight_channel_wise = channel_wise;
+  m.model = std::make_unique<QuantModel>(m.net, settings, false);
+  m.calibration = slice_rows(fixture_data(*m.net).calibration, 0, 48);
+  m.model->initialize(slice_rows(m.calibration, 0, 16));
+  m.packable = packable_units(*m.net);
+  REQUIRE(m.packable.size() >= 2);
+  return m;
+}
+
 Tensor logits_of(Net& net, const Tensor& images) {
   NoGradGuard no_grad;
   std::vector<Tensor> parts;
@@ -410,20 +433,12 @@ TEST_CASE("targets fed the carried inputs equal targets captured from the images
       INFO(std::string(fixture) << (layer_wise ? " layer-wise" : " unit-wise"));
       std::vector<Tensor> logits;
       for (bool carry : {true, false}) {
-        auto net = load_fixture(fixture);
-        QuantSettings settings;
-        settings.weight_bits = settings.activation_bits = 4;
-        settings.weight_channel_wise = true;
-        QuantModel model(net, settings, false);
-        const Data& d = fixture_data(*net);
-        const Tensor calibration = slice_rows(d.calibration, 0, 48);
-        model.initialize(slice_rows(calibration, 0, 16));
-        const std::vector<int64_t> packable = packable_units(*net);
-        REQUIRE(packable.size() >= 2);
+        InitializedModel m = initialized_w4(fixture, true);
+        QuantModel& model = *m.model;
         std::vector<ReconTarget> targets;
-        for (int64_t u : {packable[0], packable[1]}) {
+        for (int64_t u : {m.packable[0], m.packable[1]}) {
           ReconTarget target;
-          target.name = net->units()[u].name;
+          target.name = m.net->units()[u].name;
           target.first_unit = u;
           target.last_unit = u + 1;
           target.mix_inputs = true;
@@ -444,11 +459,11 @@ TEST_CASE("targets fed the carried inputs equal targets captured from the images
         Generator gen(kSeed);
         UnitInputs carried;
         for (const ReconTarget& target : targets) {
-          reconstruct(model, target, calibration, options, gen, carry ? &carried : nullptr);
+          reconstruct(model, target, m.calibration, options, gen, carry ? &carried : nullptr);
           if (carry) CHECK(carried.unit == target.first_unit);
         }
         model.set_quant(true, true);
-        logits.push_back(logits_of(*net, slice_rows(d.val_images, 0, 20)));
+        logits.push_back(logits_of(*m.net, slice_rows(fixture_data(*m.net).val_images, 0, 20)));
       }
       CHECK(logits[0].to_vector() == logits[1].to_vector());
     }
@@ -472,15 +487,10 @@ TEST_CASE("batch shards on two threads give the single-thread scores and reconst
     std::vector<Outcome> outcomes;
     for (int threads : {1, 2}) {
       set_num_threads(threads);
-      auto net = load_fixture(fixture);
-      QuantSettings settings;
-      settings.weight_bits = settings.activation_bits = 4;
-      QuantModel model(net, settings, false);
-      const Data& d = fixture_data(*net);
-      const Tensor calibration = slice_rows(d.calibration, 0, 48);
-      model.initialize(slice_rows(calibration, 0, 16));
-      const std::vector<int64_t> packable = packable_units(*net);
-      REQUIRE(packable.size() >= 2);
+      InitializedModel m = initialized_w4(fixture, false);
+      QuantModel& model = *m.model;
+      const Tensor& calibration = m.calibration;
+      const std::vector<int64_t>& packable = m.packable;
       Outcome out;
       out.scores = hessian_scores(model, calibration, 16, {packable[0], packable[1]});
       ReconOptions options;
@@ -492,6 +502,13 @@ TEST_CASE("batch shards on two threads give the single-thread scores and reconst
       target.mix_inputs = true;
       Generator gen(kSeed);
       out.loss = reconstruct(model, target, calibration, options, gen).final_loss;
+      // The float parameters stay out of the shards' backward passes (their
+      // gradients would be accumulated by two threads at once), and their
+      // flags come back.
+      for (const Tensor& p : m.net->parameters()) {
+        CHECK(p.requires_grad());
+        CHECK_FALSE(p.grad().defined());
+      }
       for (const QuantLayer& ql : model.layers()) {
         const QuantHook& hook = *ql.hook;
         if (hook.weight_quantizer && hook.weight_quantizer->alpha.defined())
