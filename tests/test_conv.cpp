@@ -126,15 +126,6 @@ void with_threads(int threads, F f) {
   omp_set_num_threads(previous);
 }
 
-void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL("expected std::invalid_argument mentioning '" << fragment << "'");
-  } catch (const std::invalid_argument& e) {
-    CHECK_MESSAGE(std::string(e.what()).find(fragment) != std::string::npos, e.what());
-  }
-}
-
 }  // namespace
 
 TEST_CASE("conv2d forward against a loop reference") {

@@ -97,15 +97,6 @@ std::vector<double> adaptive_reference(const Tensor& x, int64_t OH, int64_t OW) 
   return y;
 }
 
-void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL("expected std::invalid_argument mentioning '" << fragment << "'");
-  } catch (const std::invalid_argument& e) {
-    CHECK_MESSAGE(std::string(e.what()).find(fragment) != std::string::npos, e.what());
-  }
-}
-
 }  // namespace
 
 TEST_CASE("max_pool2d forward against a loop reference") {

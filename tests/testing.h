@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,16 @@
 #include "engine/tensor.h"
 
 namespace pk::testing {
+
+// Expects f to throw std::invalid_argument whose message contains fragment.
+inline void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    FAIL("expected std::invalid_argument mentioning '" << fragment << "'");
+  } catch (const std::invalid_argument& e) {
+    CHECK_MESSAGE(std::string(e.what()).find(fragment) != std::string::npos, e.what());
+  }
+}
 
 inline Tensor random_input(const Shape& shape, Generator& gen, float lo = -1.0f, float hi = 1.0f) {
   return gen.uniform_tensor(shape, lo, hi).set_requires_grad(true);

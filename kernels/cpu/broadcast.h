@@ -3,19 +3,10 @@
 
 #include <cstdint>
 
+#include "kernels/index_geometry.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
-
-// Element strides of a shape that is broadcast to `out` (0 on broadcast dims).
-inline void broadcast_strides(int ndim, const int64_t* shape, const int64_t* out,
-                              int64_t* strides) {
-  int64_t s = 1;
-  for (int i = ndim - 1; i >= 0; --i) {
-    strides[i] = (shape[i] == 1 && out[i] != 1) ? 0 : s;
-    s *= shape[i];
-  }
-}
 
 // Offset into a broadcast operand of the output element with linear index i.
 inline int64_t broadcast_offset(int ndim, const int64_t* out, const int64_t* strides, int64_t i) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/broadcast.h"
+#include "kernels/elementwise_math.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -14,81 +15,6 @@ namespace pk::cpu {
 namespace {
 
 constexpr int64_t kParallelMin = 32768;
-
-inline float unary_value(UnaryOp op, float x, float p0, float p1) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Sqrt: return std::sqrt(x);
-    case UnaryOp::Pow: return std::pow(x, p0);
-    case UnaryOp::AddScalar: return x + p0;
-    case UnaryOp::MulScalar: return x * p0;
-    case UnaryOp::Relu: return x > 0.0f ? x : 0.0f;
-    case UnaryOp::Relu6: return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
-    case UnaryOp::Gelu: break;  // gelu_forward
-    case UnaryOp::Sigmoid: return 1.0f / (1.0f + std::exp(-x));
-    case UnaryOp::Clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
-    case UnaryOp::RoundSTE: return std::nearbyint(x);  // half to even, like torch.round
-    case UnaryOp::FloorSTE: return std::floor(x);
-    case UnaryOp::Abs: return std::fabs(x);
-  }
-  return 0.0f;
-}
-
-// d op(x) / dx
-inline float unary_derivative(UnaryOp op, float x, float p0, float p1) {
-  switch (op) {
-    case UnaryOp::Neg: return -1.0f;
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return 1.0f / x;
-    case UnaryOp::Sqrt: return 0.5f / std::sqrt(x);
-    case UnaryOp::Pow: return p0 == 0.0f ? 0.0f : p0 * std::pow(x, p0 - 1.0f);
-    case UnaryOp::AddScalar: return 1.0f;
-    case UnaryOp::MulScalar: return p0;
-    case UnaryOp::Relu: return x > 0.0f ? 1.0f : 0.0f;
-    case UnaryOp::Relu6: return (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;
-    case UnaryOp::Gelu: break;  // gelu_backward
-    case UnaryOp::Sigmoid: {
-      float s = 1.0f / (1.0f + std::exp(-x));
-      return s * (1.0f - s);
-    }
-    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
-    case UnaryOp::RoundSTE: return 1.0f;
-    case UnaryOp::FloorSTE: return 1.0f;
-    case UnaryOp::Abs: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-  }
-  return 0.0f;
-}
-
-inline float binary_value(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return 0.0f;
-}
-
-// d out / d a and d out / d b
-inline float binary_da(BinaryOp op, float, float b) {
-  switch (op) {
-    case BinaryOp::Add: case BinaryOp::Sub: return 1.0f;
-    case BinaryOp::Mul: return b;
-    case BinaryOp::Div: return 1.0f / b;
-  }
-  return 0.0f;
-}
-inline float binary_db(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::Add: return 1.0f;
-    case BinaryOp::Sub: return -1.0f;
-    case BinaryOp::Mul: return a;
-    case BinaryOp::Div: return -a / (b * b);
-  }
-  return 0.0f;
-}
 
 // Call f(op) with op as a compile-time constant, so that element loops are
 // branch-free and vectorize instead of switching per element.
@@ -265,10 +191,10 @@ void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const
   };
   with_op(op, [&](auto k) {
     if (da) reduce_into(da, s.a, [&](int64_t i, int64_t ia, int64_t ib) {
-      return dout[i] * binary_da(k, a[ia], b[ib]);
+      return dout[i] * binary_derivative(k, true, a[ia], b[ib]);
     });
     if (db) reduce_into(db, s.b, [&](int64_t i, int64_t ia, int64_t ib) {
-      return dout[i] * binary_db(k, a[ia], b[ib]);
+      return dout[i] * binary_derivative(k, false, a[ia], b[ib]);
     });
   });
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
+#include "kernels/index_geometry.h"
 
 namespace pk::cpu {
 
@@ -32,41 +33,9 @@ void parallel_ranges(int64_t n, int64_t cost, F f) {
   }
 }
 
-// An output-ordered view of a permute: per output dim its size and the input
-// stride it walks, with size-1 dims dropped and dims that stay adjacent in the
-// input merged. Swin's window partition, for one, shrinks from 6 dims to 4.
-struct Strided {
-  int ndim = 0;
-  int64_t size[kMaxDims];
-  int64_t in_stride[kMaxDims];
-};
-
-Strided simplify(const PermuteGeom& g) {
-  int64_t in_strides[kMaxDims];
-  int64_t s = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    in_strides[d] = s;
-    s *= g.in_shape[d];
-  }
-  Strided v;
-  for (int i = 0; i < g.ndim; ++i) {
-    int64_t size = g.in_shape[g.perm[i]], stride = in_strides[g.perm[i]];
-    if (size == 1) continue;
-    if (v.ndim > 0 && v.in_stride[v.ndim - 1] == stride * size) {  // continues the previous dim
-      v.size[v.ndim - 1] *= size;
-      v.in_stride[v.ndim - 1] = stride;
-      continue;
-    }
-    v.size[v.ndim] = size;
-    v.in_stride[v.ndim] = stride;
-    ++v.ndim;
-  }
-  return v;
-}
-
 // Input offset of the first element of output row `row`, where rows run over
 // dims [0, ndim) of v; `skip` (or -1) is a dim held at index 0.
-int64_t row_offset(const Strided& v, int ndim, int skip, int64_t row) {
+int64_t row_offset(const PermuteView& v, int ndim, int skip, int64_t row) {
   int64_t off = 0;
   for (int d = ndim - 1; d >= 0; --d) {
     if (d == skip) continue;
@@ -78,7 +47,7 @@ int64_t row_offset(const Strided& v, int ndim, int skip, int64_t row) {
 
 // Last output dim contiguous in the input too: copy runs of `inner` floats,
 // walking the input offset of consecutive rows with an odometer.
-void permute_runs(const Strided& v, const float* x, float* y) {
+void permute_runs(const PermuteView& v, const float* x, float* y) {
   const int nd = v.ndim - 1;  // dims that index rows
   const int64_t inner = v.size[nd];
   int64_t rows = 1;
@@ -106,7 +75,7 @@ void permute_runs(const Strided& v, const float* x, float* y) {
 // The input's contiguous dim lands at output dim q < last: a batched 2-D
 // transpose between dims q and last, done in tiles so that both the reads
 // and the writes stay within a few cache lines.
-void permute_tiled(const Strided& v, const float* x, float* y) {
+void permute_tiled(const PermuteView& v, const float* x, float* y) {
   const int last = v.ndim - 1;
   int q = 0;
   while (v.in_stride[q] != 1) ++q;
@@ -147,7 +116,7 @@ void permute(const PermuteGeom& g, const float* x, float* y) {
   int64_t n = 1;
   for (int d = 0; d < g.ndim; ++d) n *= g.in_shape[d];
   if (n == 0) return;
-  Strided v = simplify(g);
+  PermuteView v = simplify_permute(g);
   if (v.ndim <= 1) {  // the permutation moves nothing
     copy_axis_block(1, 1, n, x, n, 0, y, n, 0);
     return;

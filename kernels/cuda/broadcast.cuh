@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/index_geometry.h"
 #include "kernels/kernels.h"
 
 namespace pk::cuda {
@@ -15,16 +16,6 @@ struct BroadcastIndex {
   int64_t stride_a[kMaxDims];
   int64_t stride_b[kMaxDims];
 };
-
-// Element strides of `shape` broadcast to `out` (0 where shape broadcasts).
-inline void broadcast_strides(int ndim, const int64_t* shape, const int64_t* out,
-                              int64_t* strides) {
-  int64_t s = 1;
-  for (int d = ndim - 1; d >= 0; --d) {
-    strides[d] = (shape[d] == 1 && out[d] != 1) ? 0 : s;
-    s *= shape[d];
-  }
-}
 
 inline BroadcastIndex make_broadcast_index(const BroadcastShape& s) {
   BroadcastIndex g{};

@@ -1,42 +1,11 @@
 // Layout CUDA kernels: permute, block copies along one axis (concat, narrow,
 // pad and their backwards), cyclic roll and index_select.
 #include "kernels/cuda/common.cuh"
+#include "kernels/index_geometry.h"
 
 namespace pk::cuda {
 
 namespace {
-
-// An output-ordered view of a permute: per output dim its size and the input
-// stride it walks, with size-1 dims dropped and dims that stay adjacent in
-// the input merged, so that the index arithmetic runs over few dims.
-struct PermuteView {
-  int ndim = 0;
-  int64_t size[kMaxDims];
-  int64_t in_stride[kMaxDims];
-};
-
-PermuteView simplify(const PermuteGeom& g) {
-  int64_t in_strides[kMaxDims];
-  int64_t s = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    in_strides[d] = s;
-    s *= g.in_shape[d];
-  }
-  PermuteView v;
-  for (int i = 0; i < g.ndim; ++i) {
-    const int64_t size = g.in_shape[g.perm[i]], stride = in_strides[g.perm[i]];
-    if (size == 1) continue;
-    if (v.ndim > 0 && v.in_stride[v.ndim - 1] == stride * size) {  // continues the previous dim
-      v.size[v.ndim - 1] *= size;
-      v.in_stride[v.ndim - 1] = stride;
-      continue;
-    }
-    v.size[v.ndim] = size;
-    v.in_stride[v.ndim] = stride;
-    ++v.ndim;
-  }
-  return v;
-}
 
 // Each thread writes output elements in order and gathers from the input.
 __global__ void permute_kernel(PermuteView v, const float* x, float* y, int64_t n) {
@@ -84,7 +53,7 @@ void permute(const PermuteGeom& g, const float* x, float* y) {
   int64_t n = 1;
   for (int d = 0; d < g.ndim; ++d) n *= g.in_shape[d];
   if (n == 0) return;
-  const PermuteView v = simplify(g);
+  const PermuteView v = simplify_permute(g);
   if (v.ndim <= 1) {  // the permutation moves nothing
     copy_on_device(y, x, static_cast<size_t>(n) * sizeof(float));
     return;
