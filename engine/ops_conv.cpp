@@ -51,6 +51,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
            " input channels with groups " + std::to_string(g.groups) + shapes();
   });
   check(g.KH >= 1 && g.KW >= 1, [&] { return "conv2d: empty kernel" + shapes(); });
+  // cuDNN cannot describe a tensor without channels; no network has one.
+  check(g.C >= 1 && g.O >= 1,
+        [&] { return "conv2d: input and output need at least one channel" + shapes(); });
   if (bias.defined()) {
     check_same_device(x, bias, "conv2d");
     check(bias.shape() == Shape{g.O}, [&] {

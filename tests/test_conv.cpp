@@ -223,4 +223,8 @@ TEST_CASE("conv2d rejects inconsistent shapes with clear messages") {
                  "does not fit the padded input");
   expect_invalid([&] { conv2d(x, Tensor::zeros({3, 4, 3, 3}), Tensor(), options(0, 1, 0, 0)); },
                  "stride");
+  expect_invalid([&] { conv2d(x, Tensor::zeros({0, 4, 3, 3}), Tensor(), {}); },
+                 "at least one channel");
+  expect_invalid([&] { conv2d(Tensor::zeros({2, 0, 5, 5}), Tensor::zeros({3, 0, 3, 3}), Tensor(), {}); },
+                 "at least one channel");
 }

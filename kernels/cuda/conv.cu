@@ -50,7 +50,8 @@ std::string describe(const ConvGeom& g) {
 int to_int(int64_t value, const ConvGeom& g) {
   if (value < 0 || value > INT_MAX)
     throw std::runtime_error("cuda conv2d: size " + std::to_string(value) +
-                             " exceeds cuDNN's 32-bit limit (" + describe(g) + ")");
+                             " exceeds cuDNN's 32-bit limit (" + describe(g) +
+                             "); use a smaller --batch_size");
   return static_cast<int>(value);
 }
 
@@ -58,6 +59,9 @@ int to_int(int64_t value, const ConvGeom& g) {
 class Descriptors {
  public:
   Descriptors(const ConvGeom& g, cudnnMathType_t math) {
+    // 4-D descriptors also cap the element count of a whole tensor.
+    to_int(g.N * g.C * g.H * g.W, g);
+    to_int(g.N * g.O * g.OH * g.OW, g);
     check_cudnn(cudnnCreateTensorDescriptor(&x), "cudnnCreateTensorDescriptor");
     check_cudnn(cudnnCreateTensorDescriptor(&y), "cudnnCreateTensorDescriptor");
     check_cudnn(cudnnCreateFilterDescriptor(&w), "cudnnCreateFilterDescriptor");
