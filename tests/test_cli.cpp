@@ -117,7 +117,7 @@ void check_fixture(const std::string& fixture) {
   CHECK(state.size() == config.at("num_state_dict_tensors").get<size_t>());
   expect_same_tensors(state, from_safetensors->state_dict());
 
-  const data::PreprocessConfig preprocess = preprocess_config(from_pth->preprocess());
+  const data::PreprocessConfig preprocess = data::preprocess_config(from_pth->preprocess());
   CHECK(preprocess.input_size == config.at("input_size").get<int>());
   const std::vector<data::Sample>& samples = val_samples();
   REQUIRE(samples.size() == 1000);
@@ -204,7 +204,7 @@ TEST_CASE("evaluate: top-k follows torch.topk's order (ties by index, NaN first)
       9,   8, 7, 6, 5, -1,  // label 4: fifth largest
   };
   ReplayNet net(logits, 6);
-  const data::PreprocessConfig preprocess = preprocess_config(Preprocess{});
+  const data::PreprocessConfig preprocess = data::preprocess_config(Preprocess{});
   // Batches of 2 leave a last batch of 1.
   const EvalResult result =
       evaluate(net, samples_with_labels({2, 3, 0, 5, 4}), preprocess, 2, "replay");
@@ -253,7 +253,7 @@ TEST_CASE("packptq eval end to end: exit 0, report equal to the library's number
       load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
   const data::ImageFolder folder = data::scan_image_folder((temp.path / "data").string(), "val");
   const EvalResult expected =
-      evaluate(*net, folder.samples, preprocess_config(net->preprocess()), 16, "library");
+      evaluate(*net, folder.samples, data::preprocess_config(net->preprocess()), 16, "library");
   CHECK(json.at("top1").get<double>() == expected.top1);
   CHECK(json.at("top5").get<double>() == expected.top5);
 

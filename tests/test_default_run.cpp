@@ -262,7 +262,7 @@ TEST_CASE("train_classifier lowers the loss of the default model on a few images
   options.batch_size = 32;
   options.seed = 3;
   const TrainStats stats =
-      train_classifier(*net, train.samples, preprocess_config(net->preprocess()), options);
+      train_classifier(*net, train.samples, data::preprocess_config(net->preprocess()), options);
   CHECK(stats.steps == 8 * 2);
   MESSAGE("loss " << stats.first_loss << " -> " << stats.last_epoch_loss << ", train accuracy "
                   << stats.last_epoch_accuracy << "%");
@@ -275,7 +275,7 @@ TEST_CASE("train_classifier lowers the loss of the default model on a few images
 
   // Too few images for a BatchNorm batch is an error, not a silent no-op.
   const std::vector<data::Sample> one(train.samples.begin(), train.samples.begin() + 1);
-  CHECK_THROWS_AS(train_classifier(*net, one, preprocess_config(net->preprocess()), options),
+  CHECK_THROWS_AS(train_classifier(*net, one, data::preprocess_config(net->preprocess()), options),
                   std::invalid_argument);
 }
 

@@ -60,7 +60,7 @@ struct Data {
 
 const Data& fixture_data(const Net& net) {
   static std::map<std::string, Data> cache;
-  const data::PreprocessConfig preprocess = cli::preprocess_config(net.preprocess());
+  const data::PreprocessConfig preprocess = data::preprocess_config(net.preprocess());
   const std::string key =
       std::to_string(preprocess.mean[0]) + "/" + std::to_string(preprocess.input_size);
   auto it = cache.find(key);

@@ -158,23 +158,6 @@ std::shared_ptr<Net> load_model(const std::string& model_name, const std::string
   return net;
 }
 
-data::PreprocessConfig preprocess_config(const Preprocess& preprocess) {
-  data::PreprocessConfig config;
-  config.input_size = static_cast<int>(preprocess.input_size);
-  config.crop_pct = preprocess.crop_pct;
-  config.interpolation = data::parse_interpolation(preprocess.interpolation);
-  for (int c = 0; c < 3; ++c) {
-    config.mean[c] = preprocess.mean[c];
-    config.stddev[c] = preprocess.std[c];
-  }
-  return config;
-}
-
-data::PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference) {
-  return reference ? data::reference_preprocess_config(static_cast<int>(preprocess.input_size))
-                   : preprocess_config(preprocess);
-}
-
 EvalResult evaluate(Net& net, const std::vector<data::Sample>& samples,
                     const data::PreprocessConfig& config, int64_t batch_size,
                     const std::string& label) {

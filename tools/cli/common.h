@@ -25,12 +25,6 @@ namespace pk::cli {
 std::shared_ptr<Net> load_model(const std::string& model_name, const std::string& model_config_path,
                                 const std::string& weights_path);
 
-// The model's preprocessing in the data pipeline's terms.
-data::PreprocessConfig preprocess_config(const Preprocess& preprocess);
-// The model's own preprocessing, or with `reference` the reference
-// implementation's (data::reference_preprocess_config) at the model's input size.
-data::PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference);
-
 struct EvalResult {
   double top1 = 0;  // percent
   double top5 = 0;  // percent; 100 when the model has fewer than 5 classes

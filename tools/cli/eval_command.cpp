@@ -99,7 +99,7 @@ int eval_main(int argc, char** argv) {
                              " class folders but the model has " +
                              std::to_string(net->num_classes()) + " classes");
   const data::PreprocessConfig preprocess =
-      preprocess_config(net->preprocess(), reference_preprocessing);
+      data::preprocess_config(net->preprocess(), reference_preprocessing);
   log_line("eval " + model_name + " (" + (quantized.empty() ? weights : quantized) + ") on " +
            folder.directory + ": " + std::to_string(folder.samples.size()) + " images, " + std::to_string(num_threads()) +
            " threads, input " + std::to_string(preprocess.input_size) + " px");

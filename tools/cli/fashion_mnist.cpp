@@ -444,7 +444,7 @@ DefaultModel prepare_default_model(const std::string& model_dir, const std::stri
            " parameters) on " + std::to_string(train.samples.size()) + " images for " +
            std::to_string(options.epochs) + " epochs");
   const TrainStats stats =
-      train_classifier(*net, train.samples, preprocess_config(net->preprocess()), options);
+      train_classifier(*net, train.samples, data::preprocess_config(net->preprocess()), options);
   save_safetensors(model.weights_path, net->state_dict(),
                    {{"recipe", recipe},
                     {"train_seconds", fixed(stats.seconds, 1)},

@@ -477,7 +477,7 @@ int quantize_main(int argc, char** argv) {
                      " exceeds the " + std::to_string(train.samples.size()) + " images of " +
                      train.directory);
   const data::PreprocessConfig preprocess =
-      preprocess_config(net->preprocess(), opt.reference_preprocessing);
+      data::preprocess_config(net->preprocess(), opt.reference_preprocessing);
   const std::vector<data::Sample> calibration_samples =
       data::sample_calibration(train.samples, opt.calibration_samples, opt.seed);
   const Tensor calibration =

@@ -129,6 +129,19 @@ PreprocessConfig reference_preprocess_config(int input_size) {
   return config;
 }
 
+PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference) {
+  if (reference) return reference_preprocess_config(static_cast<int>(preprocess.input_size));
+  PreprocessConfig config;
+  config.input_size = static_cast<int>(preprocess.input_size);
+  config.crop_pct = preprocess.crop_pct;
+  config.interpolation = parse_interpolation(preprocess.interpolation);
+  for (int c = 0; c < 3; ++c) {
+    config.mean[c] = preprocess.mean[c];
+    config.stddev[c] = preprocess.std[c];
+  }
+  return config;
+}
+
 CropBox random_resized_crop_box(int width, int height, Generator& gen) {
   constexpr double kMinRatio = 3.0 / 4.0, kMaxRatio = 4.0 / 3.0;
   const float log_min = static_cast<float>(std::log(kMinRatio));

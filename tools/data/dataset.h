@@ -10,6 +10,7 @@
 
 #include "engine/rng.h"
 #include "engine/tensor.h"
+#include "nets/net.h"
 #include "tools/data/image.h"
 
 namespace pk::data {
@@ -64,6 +65,10 @@ struct Batch {
 // section 7): ImageNet mean and std, Resize(floor(input_size / 0.875)) and
 // CenterCrop(input_size), bilinear.
 PreprocessConfig reference_preprocess_config(int input_size);
+
+// A network's own preprocessing (its timm or BRECQ configuration), or with
+// `reference` the reference implementation's at the network's input size.
+PreprocessConfig preprocess_config(const Preprocess& preprocess, bool reference = false);
 
 // torchvision RandomResizedCrop.get_params with scale (0.08, 1) and ratio
 // (3/4, 4/3): up to ten draws of an area share and a log-uniform aspect
