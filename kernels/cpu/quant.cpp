@@ -60,6 +60,20 @@ ArrayChunk sigmoid(const float* alpha, int64_t n) {
 // The rectified sigmoid before clamping to [0, 1].
 ArrayChunk stretched(const ArrayChunk& s) { return s * (kZeta - kGamma) + kGamma; }
 
+// The sum of n floats in double, as eight interleaved partial sums: one
+// running sum is a chain of dependent additions, eight of them vectorize.
+double sum_in_double(const float* values, int64_t n) {
+  constexpr int kLanes = 8;
+  double partial[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) partial[k] += values[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += values[i];
+  for (double p : partial) total += p;
+  return total;
+}
+
 }  // namespace
 
 void fake_quant_forward(const AxisGeom& g, const float* x, const float* scale,
@@ -81,15 +95,23 @@ void fake_quant_backward(const AxisGeom& g, const float* x, const float* scale,
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
     double acc = 0.0;
-    for (int64_t i = begin; i < end; ++i) {
-      float u = x[i] / d;
-      float r = std::nearbyint(u);
-      float level = r + z;
-      bool inside = level >= 0.0f && level <= qmax;
-      if (dx) dx[i] = inside ? dy[i] : 0.0f;
-      // d q / d D: inside the grid round(x/D) - x/D, outside the clamped level - z.
-      if (dscale) acc += dy[i] * (inside ? r - u : (level < 0.0f ? 0.0f : qmax) - z);
-    }
+    // A chunk's results go to stack arrays first: with no stores that might
+    // alias the inputs and only selects, the loop vectorizes.
+    float grad_in[kChunk], term[kChunk];
+    in_chunks(begin, end, [&](int64_t i, int64_t n) {
+      for (int64_t k = 0; k < n; ++k) {
+        const float g_out = dy[i + k];
+        const float u = x[i + k] / d;
+        const float r = std::nearbyint(u);
+        const float level = r + z;
+        const bool inside = (level >= 0.0f) & (level <= qmax);
+        grad_in[k] = inside ? g_out : 0.0f;
+        // d q / d D: inside the grid round(x/D) - x/D, outside the clamped level - z.
+        term[k] = g_out * (inside ? r - u : (level < 0.0f ? 0.0f : qmax) - z);
+      }
+      if (dx) std::copy(grad_in, grad_in + n, dx + i);
+      if (dscale) acc += sum_in_double(term, n);
+    });
     if (dscale) partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] += acc;
   });
   if (!dscale) return;
