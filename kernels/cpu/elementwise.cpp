@@ -85,19 +85,19 @@ void for_each_broadcast(const BroadcastShape& s, F f) {
   for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
   const bool a_full = same_shape(s.ndim, s.a, s.out), b_full = same_shape(s.ndim, s.b, s.out);
   if (a_full && b_full) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, i, i);
     return;
   }
   // A scalar against a full tensor (loss scaling, scalar upstream gradients):
   // a flat loop instead of per-row index arithmetic.
   if (a_full && is_scalar(s.ndim, s.b)) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, i, 0);
     return;
   }
   if (b_full && is_scalar(s.ndim, s.a)) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, 0, i);
     return;
   }
@@ -150,8 +150,14 @@ void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
   if (op == UnaryOp::Gelu) return gelu_forward(x, y, n);
   with_op(op, [&](auto k) {
+    // Local copies: read through the lambda's captures, the pointers would
+    // be reloaded on every element (they might alias y) and the loop would
+    // not vectorize.
+    const float* in = x;
+    float* out = y;
+    const float a = p0, b = p1;
 #pragma omp parallel for simd if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) y[i] = unary_value(k, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) out[i] = unary_value(k, in[i], a, b);
   });
 }
 
@@ -159,15 +165,19 @@ void unary_backward(UnaryOp op, const float* x, const float* dy, float* dx, int6
                     float p1) {
   if (op == UnaryOp::Gelu) return gelu_backward(x, dy, dx, n);
   with_op(op, [&](auto k) {
+    const float* in = x;  // local copies, as in unary_forward
+    const float* grad_out = dy;
+    float* grad_in = dx;
+    const float a = p0, b = p1;
 #pragma omp parallel for simd if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * unary_derivative(k, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) grad_in[i] = grad_out[i] * unary_derivative(k, in[i], a, b);
   });
 }
 
 void binary_forward(BinaryOp op, const BroadcastShape& s, const float* a, const float* b,
                     float* out) {
   with_op(op, [&](auto k) {
-    for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) {
+    for_each_broadcast(s, [=](int64_t i, int64_t ia, int64_t ib) {
       out[i] = binary_value(k, a[ia], b[ib]);
     });
   });
@@ -182,18 +192,19 @@ void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const
     BroadcastShape r = s;
     for (int d = 0; d < s.ndim; ++d) { r.a[d] = s.out[d]; r.out[d] = shape[d]; }
     if (same_shape(s.ndim, shape, s.out)) {
-      for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) { dst[i] = partial(i, ia, ib); });
+      for_each_broadcast(s, [=](int64_t i, int64_t ia, int64_t ib) { dst[i] = partial(i, ia, ib); });
       return;
     }
     std::vector<float> full(n);
-    for_each_broadcast(s, [&](int64_t i, int64_t ia, int64_t ib) { full[i] = partial(i, ia, ib); });
-    sum_to_shape(r, full.data(), dst);
+    float* full_data = full.data();
+    for_each_broadcast(s, [=](int64_t i, int64_t ia, int64_t ib) { full_data[i] = partial(i, ia, ib); });
+    sum_to_shape(r, full_data, dst);
   };
   with_op(op, [&](auto k) {
-    if (da) reduce_into(da, s.a, [&](int64_t i, int64_t ia, int64_t ib) {
+    if (da) reduce_into(da, s.a, [=](int64_t i, int64_t ia, int64_t ib) {
       return dout[i] * binary_derivative(k, true, a[ia], b[ib]);
     });
-    if (db) reduce_into(db, s.b, [&](int64_t i, int64_t ia, int64_t ib) {
+    if (db) reduce_into(db, s.b, [=](int64_t i, int64_t ia, int64_t ib) {
       return dout[i] * binary_derivative(k, false, a[ia], b[ib]);
     });
   });
