@@ -2,6 +2,7 @@
 // smaller shape (1 on summed dims) and its adjoint, broadcasting back up.
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/broadcast.h"
@@ -98,7 +99,12 @@ void broadcast_to(const BroadcastShape& s, const float* x, float* out) {
   for (int64_t row = 0; row < n / inner; ++row) {
     int64_t off = broadcast_offset(nd, s.out, strides, row * inner);
     float* o = out + row * inner;
-    for (int64_t j = 0; j < inner; ++j) o[j] = x[off + j * inner_stride];
+    // The last dim is either broadcast (stride 0) or contiguous (stride 1).
+    if (inner_stride == 0) {
+      std::fill(o, o + inner, x[off]);
+    } else {
+      std::copy(x + off, x + off + inner, o);
+    }
   }
 }
 
