@@ -26,6 +26,14 @@ bool device_available(Device device) {
 #endif
 }
 
+bool cuda_backend_built() {
+#ifdef PACKPTQ_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 const Backend& backend(Device device) {
   if (device == Device::CPU) return kCpuBackend;
 #ifdef PACKPTQ_WITH_CUDA

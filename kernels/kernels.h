@@ -203,5 +203,7 @@ PK_KERNELS(PK_DECLARE_KERNEL)
 const Backend& backend(Device device);
 bool device_available(Device device);
 const char* device_name(Device device);
+// Whether this build has the CUDA backend (a GPU may still be missing).
+bool cuda_backend_built();
 
 }  // namespace pk

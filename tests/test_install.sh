@@ -13,6 +13,7 @@ for header in quant/pipeline.h tools/data/dataset.h engine/tensor.h kernels/kern
   test -f "$work/prefix/include/packptq/$header" || { echo "not installed: $header"; exit 1; }
 done
 "$work/prefix/bin/packptq" --help > /dev/null
+"$work/prefix/bin/packptq" --version | grep -q "^packptq [0-9]*\.[0-9]*\.[0-9]*$"
 
 cp -r "$source_dir/tools/example" "$work/example"
 "$cmake_command" -S "$work/example" -B "$work/build" -G "$generator" \

@@ -14,8 +14,9 @@ mkdir -p "$out"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 bash tools/setup_debian.sh build
-ldd build/tools/packptq | grep -q libcublas ||
-  { echo "the CUDA backend was not built (no nvcc, cuBLAS or cuDNN found)"; exit 1; }
+build/tools/packptq --version | tee "$out/version.txt"
+grep -q "cpu, cuda$" "$out/version.txt" ||
+  { echo "the CUDA backend was not built (no nvcc, cuBLAS or cuDNN found) or sees no GPU"; exit 1; }
 
 OMP_WAIT_POLICY=passive ctest --test-dir build --output-on-failure --parallel "$(nproc)" \
   --timeout 2400 2>&1 | tee "$out/ctest.txt"

@@ -4,14 +4,23 @@
 //   packptq [quantize] --model_name ... --dataset_path ... --weights ...
 //   packptq eval --model_name ... --weights ... --dataset_path ...
 //   packptq [default [flags]]   the built-in Fashion-MNIST run (no download)
+//   packptq --version           version and backends
 #include <cstdio>
 #include <cstring>
 
+#include "kernels/kernels.h"
 #include "tools/cli/commands.h"
 
 int main(int argc, char** argv) {
   if (argc == 1) return pk::cli::run_default(argc, argv);
   const char* command = argv[1];
+  if (std::strcmp(command, "--version") == 0) {
+    std::printf("packptq %s\nbackends: cpu%s\n", PACKPTQ_VERSION,
+                !pk::cuda_backend_built()                    ? " (cuda not built)"
+                : pk::device_available(pk::Device::CUDA) ? ", cuda"
+                                                             : ", cuda (built; no GPU found)");
+    return 0;
+  }
   if (std::strcmp(command, "eval") == 0) return pk::cli::run_eval(argc - 1, argv + 1);
   if (std::strcmp(command, "default") == 0) return pk::cli::run_default(argc - 1, argv + 1);
   // Anything that is not a flag must name a command.
