@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/double_sums.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -28,8 +29,12 @@ void layer_norm_forward(int64_t R, int64_t D, float eps, const float* x, const f
 #pragma omp parallel for if (R * D > kParallelMin)
   for (int64_t r = 0; r < R; ++r) {
     ConstArray xr(x + r * D, D);
-    const double mu = xr.cast<double>().sum() / static_cast<double>(D);
-    const double var = (xr.cast<double>() - mu).square().sum() / static_cast<double>(D);
+    const double mu = sum_in_double(x + r * D, D) / static_cast<double>(D);
+    const double var = sum_in_double(x + r * D, D, [mu](float v) {
+                         const double deviation = static_cast<double>(v) - mu;
+                         return deviation * deviation;
+                       }) /
+                       static_cast<double>(D);
     const float rs = static_cast<float>(1.0 / std::sqrt(var + eps));
     Array yr(y + r * D, D);
     yr = (xr - static_cast<float>(mu)) * rs;

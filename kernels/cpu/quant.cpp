@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/double_sums.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -59,20 +60,6 @@ ArrayChunk sigmoid(const float* alpha, int64_t n) {
 
 // The rectified sigmoid before clamping to [0, 1].
 ArrayChunk stretched(const ArrayChunk& s) { return s * (kZeta - kGamma) + kGamma; }
-
-// The sum of n floats in double, as eight interleaved partial sums: one
-// running sum is a chain of dependent additions, eight of them vectorize.
-double sum_in_double(const float* values, int64_t n) {
-  constexpr int kLanes = 8;
-  double partial[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) partial[k] += values[i + k];
-  double total = 0.0;
-  for (; i < n; ++i) total += values[i];
-  for (double p : partial) total += p;
-  return total;
-}
 
 }  // namespace
 
