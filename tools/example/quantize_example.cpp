@@ -7,8 +7,9 @@
 //                    [CONFIG_JSON [CALIBRATION_IMAGES [ITERATIONS]]]
 //
 // DATASET is an ImageFolder root with train/ and val/; CONFIG_JSON overrides
-// the standard architecture (the fixtures' config.json); the last two default
-// to 1024 images and 20000 iterations per unit, the reference's defaults.
+// the standard architecture (the fixtures' config.json; "" for none); the
+// last two default to 1024 images and 20000 iterations per unit, the
+// reference's defaults (a GPU budget: on a CPU pass a few hundred).
 // Build it against an installed packptq with the CMakeLists.txt beside it.
 #include <algorithm>
 #include <cstdio>
@@ -67,9 +68,14 @@ int run(int argc, char** argv) {
   }
   const std::string model_name = argv[1], checkpoint = argv[2], dataset = argv[3],
                     output = argv[4];
-  const nlohmann::json config = argc > 5 ? read_json(argv[5]) : nlohmann::json::object();
+  const bool has_config = argc > 5 && argv[5][0] != '\0';
+  const nlohmann::json config = has_config ? read_json(argv[5]) : nlohmann::json::object();
   const int64_t calibration_images = argc > 6 ? std::atoll(argv[6]) : 1024;
   const int64_t iterations = argc > 7 ? std::atoll(argv[7]) : 20000;
+  if (calibration_images <= 0 || iterations <= 0) {
+    std::fprintf(stderr, "calibration images and iterations must be positive integers\n");
+    return 2;
+  }
 
   // The float network from a torch.save or safetensors checkpoint.
   std::shared_ptr<pk::Net> net = pk::create_net(model_name, config);
