@@ -131,12 +131,16 @@ void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, co
       const ArrayChunk raw = stretched(s);
       const ArrayChunk h = raw.max(0.0f).min(1.0f);
       const ArrayChunk level = (ConstArrayMap(w + i, n) / d).floor() + h + z;
-      // Zero outside the grid and where the rectified sigmoid is clamped: the
-      // distances to the clamped values are both 0 exactly inside.
-      const ArrayChunk passes =
-          ((level.max(0.0f).min(qmax) - level).abs() + (h - raw).abs() == 0.0f).cast<float>();
-      ArrayMap(dalpha + i, n) =
-          passes * ConstArrayMap(dy + i, n) * (d * (kZeta - kGamma)) * s * (1.0f - s);
+      // Zero outside the grid and where the rectified sigmoid is clamped. A
+      // plain loop: Eigen evaluates the comparisons one element at a time.
+      const float factor = d * (kZeta - kGamma);
+      const float* grad_out = dy + i;
+      float* out = dalpha + i;
+      for (int64_t e = 0; e < n; ++e) {
+        const float on_grid = std::min(std::max(level[e], 0.0f), qmax);
+        const float passes = (on_grid == level[e]) & (h[e] == raw[e]) ? 1.0f : 0.0f;
+        out[e] = passes * grad_out[e] * factor * s[e] * (1.0f - s[e]);
+      }
     });
   });
 }
@@ -160,10 +164,15 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
     total += static_cast<double>((1.0f - pow_m1 * a).sum());
     if (dalpha) {
       // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h',
-      // zero where the rectified sigmoid is clamped.
-      ArrayMap(dalpha + i, len) = (-weight * beta * 2.0f * (kZeta - kGamma)) *
-                                  ((h - raw).abs() == 0.0f).cast<float>() * pow_m1 * t.sign() * s *
-                                  (1.0f - s);
+      // zero where the rectified sigmoid is clamped. A plain loop: Eigen
+      // evaluates the mask and the sign one element at a time.
+      const float factor = -weight * beta * 2.0f * (kZeta - kGamma);
+      float* out = dalpha + i;
+      for (int64_t e = 0; e < len; ++e) {
+        const float unclamped = h[e] == raw[e] ? 1.0f : 0.0f;
+        const float sign = static_cast<float>((t[e] > 0.0f) - (t[e] < 0.0f));
+        out[e] = factor * unclamped * pow_m1[e] * sign * s[e] * (1.0f - s[e]);
+      }
     }
   }
   *value = static_cast<float>(weight * total);
