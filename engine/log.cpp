@@ -42,6 +42,12 @@ void log_line(const std::string& message) {
   if (g_log_file.is_open()) g_log_file << line << std::flush;
 }
 
+void log_file_line(const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_log_mutex);
+  if (g_log_file.is_open())
+    g_log_file << "[" << timestamp() << "] " << message << "\n" << std::flush;
+}
+
 std::string format_duration(double s) {
   char buf[32];
   if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);

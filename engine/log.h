@@ -16,6 +16,9 @@ void open_log_file(const std::string& path);
 void close_log_file();
 // One line, prefixed with the wall-clock time.
 void log_line(const std::string& message);
+// The same, to the log file only (when one is open): for messages that the
+// caller already printed to stderr in its own form, such as a run's error.
+void log_file_line(const std::string& message);
 
 class Progress {
  public:

@@ -377,6 +377,10 @@ TEST_CASE("quantize: bad flags fail with a usage error and write no model or rep
       with(base, {"--no_such_flag", "1"}),
       with(base, {"--model_name", "resnet19"}),
       with(base, {"--calibration_samples", "100000"}),
+      with(base, {"--learning_rate", "inf"}),
+      with(base, {"--temperature_start", "nan"}),
+      with(base, {"--seed", "99999999999999999999"}),
+      with(base, {"--batch_size", "-9223372036854775809"}),
   };
   // Where the CUDA backend is built and has a device, --device cuda is valid.
   if (!device_available(Device::CUDA)) bad.push_back(with(base, {"--device", "cuda"}));
@@ -387,11 +391,36 @@ TEST_CASE("quantize: bad flags fail with a usage error and write no model or rep
     CHECK(run_command(run_quantize, args) != 0);
     CHECK(files_in(out.path / "trained_models", ".safetensors").empty());
     CHECK_FALSE(fs::exists(out.path / "report.json"));
+    CHECK(files_in(out.path, ".log").empty());
   }
   // A checkpoint that does not exist fails before any output.
   std::vector<std::string> missing_weights = base;
   missing_weights[8] = (out.path / "missing.pth").string();
   CHECK(run_command(run_quantize, missing_weights) == 1);
   CHECK(files_in(out.path / "inited_models", ".safetensors").empty());
+  CHECK(files_in(out.path, ".log").empty());
   CHECK(run_command(run_quantize, {"quantize", "--help"}) == 0);
+}
+
+TEST_CASE("quantize: a run that fails midway says why in its log and saves no trained model") {
+  // A dataset whose val/ holds a corrupt JPEG: the FP32 evaluation, after
+  // the log is opened, stops on it.
+  TempDir out{kTempTag};
+  const fs::path root = out.path / "dataset";
+  link_subset(root, "train", 2);
+  link_subset(root, "val", 1);
+  const std::string first_class = data::scan_image_folder(kFashion.string(), "val").classes.at(0);
+  const fs::path corrupt = root / "val" / first_class / "000000_corrupt.jpg";
+  std::ofstream(corrupt) << "not a JPEG";
+  std::vector<std::string> args = quick_run(out.path / "run");
+  args[2] = root.string();
+  args[15] = "4";  // --calibration_samples
+  CHECK(run_command(run_quantize, args) == 1);
+  const std::vector<fs::path> logs = files_in(out.path / "run", ".log");
+  REQUIRE(logs.size() == 1);
+  const std::string log = read_text(logs[0]);
+  CHECK(log.find("error: ") != std::string::npos);
+  CHECK(log.find("000000_corrupt.jpg") != std::string::npos);
+  CHECK(files_in(out.path / "run" / "trained_models", ".safetensors").empty());
+  CHECK_FALSE(fs::exists(out.path / "run" / "report.json"));
 }

@@ -123,10 +123,19 @@ std::string fold_lines(const std::string& message) {
   return out;
 }
 
+// To stderr, and into the run's log when one is open, so that the log of a
+// failed run says why it stopped.
 void print_error(const std::string& message) {
-  std::fprintf(stderr, "packptq: error: %s\n", fold_lines(message).c_str());
+  const std::string folded = fold_lines(message);
+  std::fprintf(stderr, "packptq: error: %s\n", folded.c_str());
   std::fflush(stderr);
+  log_file_line("error: " + folded);
 }
+
+// Closes the run's log however a command ends, after its error is logged.
+struct LogFileCloser {
+  ~LogFileCloser() { close_log_file(); }
+};
 
 }  // namespace
 
@@ -232,6 +241,7 @@ void check_output_folder(const std::string& path, const std::string& flag) {
 }
 
 int run_guarded(const std::function<int()>& body) {
+  LogFileCloser closer;
   try {
     return body();
   } catch (const UsageError& e) {

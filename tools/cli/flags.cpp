@@ -1,5 +1,7 @@
 #include "tools/cli/flags.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -54,13 +56,20 @@ bool FlagSet::parse(int argc, char** argv, int first) {
         if (i + 1 >= argc) throw UsageError("--" + name + " needs a value");
         value = argv[++i];
       }
+      // Out-of-range and non-finite values are refused here: strtoll and
+      // strtod would otherwise saturate them silently.
       char* end = nullptr;
+      errno = 0;
       if (flag.type == Type::Int) {
         std::strtoll(value.c_str(), &end, 10);
         if (value.empty() || *end) throw UsageError("--" + name + " expects an integer, got '" + value + "'");
+        if (errno == ERANGE) throw UsageError("--" + name + " " + value + " is out of range");
       } else if (flag.type == Type::Float) {
-        std::strtod(value.c_str(), &end);
+        const double number = std::strtod(value.c_str(), &end);
         if (value.empty() || *end) throw UsageError("--" + name + " expects a number, got '" + value + "'");
+        if (!std::isfinite(number))
+          throw UsageError("--" + name + " expects a finite number, got '" + value + "'");
+        if (errno == ERANGE) throw UsageError("--" + name + " " + value + " is out of range");
       }
       flag.value = value;
     }

@@ -403,12 +403,6 @@ json units_json(const Net& net, const std::vector<UnitScore>& scores) {
   return out;
 }
 
-// Closes the run's log file however the run ends; the log stays on disk and
-// documents a failure too.
-struct LogFileGuard {
-  ~LogFileGuard() { close_log_file(); }
-};
-
 int quantize_main(int argc, char** argv) {
   const auto run_start = std::chrono::steady_clock::now();
   FlagSet flags("packptq [quantize]");
@@ -446,23 +440,7 @@ int quantize_main(int argc, char** argv) {
   net->to(opt.device);
   move_quantizers(*model, opt.device);
 
-  const std::string timestamp = start_timestamp();
-  const std::string run_name = timestamp + "_" + opt.model_name + "_w" +
-                               std::to_string(opt.quant.weight_bits) + "_a" +
-                               std::to_string(opt.quant.activation_bits);
-  const fs::path output_dir(opt.output_dir);
-  fs::create_directories(output_dir);
-  LogFileGuard log_guard;
-  const fs::path log_path =
-      output_dir / (run_name + (opt.mixed_precision ? "_mixed_precision" : "") + ".log");
-  open_log_file(log_path.string());
-  const json config = config_json(opt);
-  log_line("packptq quantize " + opt.model_name + ", configuration: " + config.dump());
-  if (opt.fold_bn && !resumed)
-    log_line("folded " + std::to_string(folded_batch_norms) +
-             " BatchNorm2d layers into the convs before them");
-
-  json timing = {{"started_at", timestamp}};
+  // The dataset is checked before anything is written: bad input leaves no files.
   auto start = std::chrono::steady_clock::now();
   const data::ImageFolder train = data::scan_image_folder(opt.dataset_path, "train");
   const data::ImageFolder val = data::scan_image_folder(opt.dataset_path, "val");
@@ -476,6 +454,23 @@ int quantize_main(int argc, char** argv) {
     throw UsageError("--calibration_samples " + std::to_string(opt.calibration_samples) +
                      " exceeds the " + std::to_string(train.samples.size()) + " images of " +
                      train.directory);
+
+  const std::string timestamp = start_timestamp();
+  const std::string run_name = timestamp + "_" + opt.model_name + "_w" +
+                               std::to_string(opt.quant.weight_bits) + "_a" +
+                               std::to_string(opt.quant.activation_bits);
+  const fs::path output_dir(opt.output_dir);
+  fs::create_directories(output_dir);
+  const fs::path log_path =
+      output_dir / (run_name + (opt.mixed_precision ? "_mixed_precision" : "") + ".log");
+  open_log_file(log_path.string());
+  const json config = config_json(opt);
+  log_line("packptq quantize " + opt.model_name + ", configuration: " + config.dump());
+  if (opt.fold_bn && !resumed)
+    log_line("folded " + std::to_string(folded_batch_norms) +
+             " BatchNorm2d layers into the convs before them");
+
+  json timing = {{"started_at", timestamp}};
   const data::PreprocessConfig preprocess =
       data::preprocess_config(net->preprocess(), opt.reference_preprocessing);
   const std::vector<data::Sample> calibration_samples =
