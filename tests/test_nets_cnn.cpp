@@ -208,6 +208,13 @@ TEST_CASE("CNN configs reject what the families do not support") {
                        doctest::Contains("SE_ON"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(create_net("mobilenetv2", {{"width_mult", "wide"}}),
                        doctest::Contains("'width_mult' has the wrong type"), std::invalid_argument);
+  // Preprocessing settings that would make every input NaN or empty.
+  CHECK_THROWS_WITH_AS(create_net("resnet18", {{"std", {0.2, 0.0, 0.2}}}),
+                       doctest::Contains("'std' values must be positive"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(create_net("resnet18", {{"input_size", 0}}),
+                       doctest::Contains("input_size must be positive"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(create_net("resnet18", {{"crop_pct", 0.0}}),
+                       doctest::Contains("crop_pct must be in (0, 1]"), std::invalid_argument);
 }
 
 TEST_CASE("init_random follows the documented initialization") {
