@@ -173,6 +173,13 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
     fail(path, std::string("cannot rebuild the model: ") + e.what());
   }
 
+  // Read by `packptq eval` to batch as the quantization run did.
+  if (out.metadata.contains("eval_batch_size")) {
+    const json& batch_size = out.metadata["eval_batch_size"];
+    if (!batch_size.is_number_integer() || batch_size.get<int64_t>() < 1)
+      fail(path, "eval_batch_size " + batch_size.dump() + " is not a positive integer");
+  }
+
   std::vector<QuantLayer>& model_layers = out.model->layers();
   if (!layers.is_array() || layers.size() != model_layers.size())
     fail(path, "describes " + std::to_string(layers.size()) + " quantized layers but " +
@@ -200,6 +207,14 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
       fail(path, prefix + ": scale " + scale.describe() + " and zero point " +
                      zero_point.describe() + " do not fit a " +
                      (q.per_channel ? "per-channel" : "per-tensor") + " quantizer");
+    // Anything else would turn every output of the layer into NaN or noise.
+    for (float v : scale.to_vector())
+      if (!(std::isfinite(v) && v > 0.0f))
+        fail(path, prefix + "_scale holds " + std::to_string(v) + ": scales must be positive");
+    for (float v : zero_point.to_vector())
+      if (!(std::isfinite(v) && v == std::nearbyint(v)))
+        fail(path,
+             prefix + "_zero_point holds " + std::to_string(v) + ": zero points are integers");
     q.scale = scale;
     q.zero_point = zero_point;
   };
@@ -221,6 +236,15 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
                        "' in " + out.net->model_name());
       weight_bits = entry.at("weight_bits").get<int>();
       activation_bits = entry.at("activation_bits").get<int>();
+      const std::string kind = entry.at("kind").get<std::string>();
+      if (kind != kind_name(layer.layer->kind()))
+        fail(path, "layer " + layer.name + " is a " + kind + " layer in the file but a " +
+                       kind_name(layer.layer->kind()) + " layer in " + out.net->model_name());
+      const std::string rounding =
+          entry.value("rounding", std::string(rounding_name(Rounding::Nearest)));
+      if (rounding != rounding_name(Rounding::Nearest) && rounding != rounding_name(Rounding::Hard))
+        fail(path, "layer " + layer.name + ": rounding '" + rounding +
+                       "' (a saved model's rounding is nearest or hard)");
     } catch (const json::exception& e) {
       fail(path, "malformed metadata of layer " + layer.name + ": " + e.what());
     }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -369,6 +370,71 @@ TEST_CASE("an initialized model saved with float weights resumes to the same res
   const std::string plain = (kFixtures / "models" / fixture / "model.safetensors").string();
   CHECK_THROWS_WITH_AS(load_quantized_model(plain),
                        doctest::Contains("not a packptq quantized model"), std::runtime_error);
+}
+
+TEST_CASE("a tampered quantized model is refused with the file and the problem") {
+  const std::string fixture = "resnet18_w16";
+  RunConfig rc;
+  rc.method = Method::Rtn;
+  Run r = run(fixture, rc);
+  TempDir dir{kTempTag};
+  const std::string saved = (dir.path / "model.safetensors").string();
+  save_quantized_model(saved, *r.model, {{"model_config", fixture_config(fixture)}}, false);
+  const TensorMap tensors = load_safetensors(saved);
+  const std::map<std::string, std::string> metadata = load_safetensors_metadata(saved);
+  std::set<std::string> codes;
+  for (const auto& [name, t] : tensors)
+    if (name.size() > 6 && name.compare(name.size() - 6, 6, "_codes") == 0) codes.insert(name);
+
+  // Writes the saved model with one change and checks how loading it fails.
+  using Change = std::function<void(TensorMap&, nlohmann::json&)>;
+  const std::string path = (dir.path / "tampered.safetensors").string();
+  auto refused = [&](const Change& change) -> std::string {
+    TensorMap t = tensors;
+    nlohmann::json m = nlohmann::json::parse(metadata.at("packptq"));
+    change(t, m);
+    std::map<std::string, std::string> meta = metadata;
+    meta["packptq"] = m.dump();
+    save_safetensors(path, t, meta, codes);
+    try {
+      load_quantized_model(path);
+    } catch (const std::runtime_error& e) {
+      const std::string message = e.what();
+      CHECK_MESSAGE(message.find(path) != std::string::npos, message);
+      return message;
+    }
+    return std::string("loaded");
+  };
+  auto set_first = [](TensorMap& t, const std::string& name, float value) {
+    std::vector<float> v = t.at(name).to_vector();
+    v[0] = value;
+    t[name] = Tensor::from_vector(v, t.at(name).shape());
+  };
+  const std::vector<std::pair<std::string, Change>> cases = {
+      {"fc.input_scale holds 0.000000: scales must be positive",
+       [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_scale", 0.0f); }},
+      {"conv1.weight_scale holds nan: scales must be positive",
+       [&](TensorMap& t, nlohmann::json&) { set_first(t, "conv1.weight_scale", NAN); }},
+      {"fc.input_scale holds -1.000000",
+       [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_scale", -1.0f); }},
+      {"fc.input_zero_point holds 2.500000: zero points are integers",
+       [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_zero_point", 2.5f); }},
+      {"layer layer1.0.conv1 is a linear layer in the file but a conv layer",
+       [](TensorMap&, nlohmann::json& m) { m["quant"]["layers"][1]["kind"] = "linear"; }},
+      {"layer layer1.0.conv1: rounding 'soft'",
+       [](TensorMap&, nlohmann::json& m) { m["quant"]["layers"][1]["rounding"] = "soft"; }},
+      {"eval_batch_size 0 is not a positive integer",
+       [](TensorMap&, nlohmann::json& m) { m["eval_batch_size"] = 0; }},
+      {"layer1.0.conv1.weight_codes holds",
+       [](TensorMap&, nlohmann::json& m) { m["quant"]["layers"][1]["weight_bits"] = 2; }},
+  };
+  for (const auto& [expected, change] : cases) {
+    const std::string message = refused(change);
+    CHECK_MESSAGE(message.find(expected) != std::string::npos,
+                  message << " (expected: " << expected << ")");
+  }
+  // Unchanged, it loads.
+  CHECK(refused([](TensorMap&, nlohmann::json&) {}) == "loaded");
 }
 
 TEST_CASE("same seed, same result, another seed other reconstruction batches") {
