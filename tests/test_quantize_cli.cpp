@@ -402,6 +402,20 @@ TEST_CASE("quantize: bad flags fail with a usage error and write no model or rep
   CHECK(run_command(run_quantize, {"quantize", "--help"}) == 0);
 }
 
+TEST_CASE("quantize: train and val with other class folders are refused before any output") {
+  TempDir out{kTempTag};
+  const fs::path root = out.path / "dataset";
+  link_subset(root, "train", 1);
+  link_subset(root, "val", 1);
+  const std::string last_class = data::scan_image_folder(kFashion.string(), "val").classes.back();
+  fs::rename(root / "val" / last_class, root / "val" / "zz_other");
+  std::vector<std::string> args = quick_run(out.path / "run");
+  args[2] = root.string();
+  args[15] = "4";  // --calibration_samples
+  CHECK(run_command(run_quantize, args) == 1);
+  CHECK_FALSE(fs::exists(out.path / "run"));
+}
+
 TEST_CASE("quantize: a run that fails midway says why in its log and saves no trained model") {
   // A dataset whose val/ holds a corrupt JPEG: the FP32 evaluation, after
   // the log is opened, stops on it.

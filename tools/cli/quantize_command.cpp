@@ -450,6 +450,12 @@ int quantize_main(int argc, char** argv) {
                                std::to_string(folder->classes.size()) +
                                " class folders but the model has " +
                                std::to_string(net->num_classes()) + " classes");
+  // Labels are class-folder indices, so both splits must name the same classes.
+  for (size_t c = 0; c < train.classes.size(); ++c)
+    if (train.classes[c] != val.classes[c])
+      throw std::runtime_error("class folder " + std::to_string(c) + " is '" + train.classes[c] +
+                               "' in " + train.directory + " but '" + val.classes[c] + "' in " +
+                               val.directory + ": both splits need the same class folders");
   if (opt.calibration_samples > static_cast<int64_t>(train.samples.size()))
     throw UsageError("--calibration_samples " + std::to_string(opt.calibration_samples) +
                      " exceeds the " + std::to_string(train.samples.size()) + " images of " +
