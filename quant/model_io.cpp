@@ -45,6 +45,14 @@ std::string operand_prefix(const QuantLayer& layer, size_t index) {
 
 int64_t max_level(int bits) { return (int64_t{1} << bits) - 1; }
 
+// Checked on save and on load: anything else turns every output of the layer
+// into NaN. (Not "positive": learned activation scales are not bounded below.)
+void check_scales(const std::string& path, const std::string& name, const Tensor& scale) {
+  for (float v : scale.to_vector())
+    if (!(std::isfinite(v) && v != 0.0f))
+      fail(path, name + " holds " + std::to_string(v) + ": scales must be finite and non-zero");
+}
+
 // The weight quantizer's integer levels, checked to be integers in range.
 Tensor weight_codes(const std::string& path, const QuantLayer& layer) {
   const WeightQuantizer& wq = *layer.hook->weight_quantizer;
@@ -115,6 +123,7 @@ void save_quantized_model(const std::string& path, QuantModel& model, const json
       if (!with_float_weights) tensors.erase(layer.name + ".weight");
       tensors[layer.name + ".weight_codes"] = weight_codes(path, layer);
       code_names.insert(layer.name + ".weight_codes");
+      check_scales(path, layer.name + ".weight_scale", wq->scale);
       tensors[layer.name + ".weight_scale"] = wq->scale.detach();
       tensors[layer.name + ".weight_zero_point"] = wq->zero_point.detach();
       entry["rounding"] = rounding_name(wq->rounding);
@@ -124,6 +133,7 @@ void save_quantized_model(const std::string& path, QuantModel& model, const json
       if (!q) continue;  // the network's first conv: the image is not quantized
       if (!q->initialized())
         fail(path, "layer " + layer.name + ": activation quantizer not initialized");
+      check_scales(path, operand_prefix(layer, i) + "_scale", q->scale);
       tensors[operand_prefix(layer, i) + "_scale"] = q->scale.detach();
       tensors[operand_prefix(layer, i) + "_zero_point"] = q->zero_point.detach();
     }
@@ -207,10 +217,7 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
       fail(path, prefix + ": scale " + scale.describe() + " and zero point " +
                      zero_point.describe() + " do not fit a " +
                      (q.per_channel ? "per-channel" : "per-tensor") + " quantizer");
-    // Anything else would turn every output of the layer into NaN or noise.
-    for (float v : scale.to_vector())
-      if (!(std::isfinite(v) && v > 0.0f))
-        fail(path, prefix + "_scale holds " + std::to_string(v) + ": scales must be positive");
+    check_scales(path, prefix + "_scale", scale);
     for (float v : zero_point.to_vector())
       if (!(std::isfinite(v) && v == std::nearbyint(v)))
         fail(path,

@@ -411,12 +411,12 @@ TEST_CASE("a tampered quantized model is refused with the file and the problem")
     t[name] = Tensor::from_vector(v, t.at(name).shape());
   };
   const std::vector<std::pair<std::string, Change>> cases = {
-      {"fc.input_scale holds 0.000000: scales must be positive",
+      {"fc.input_scale holds 0.000000: scales must be finite and non-zero",
        [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_scale", 0.0f); }},
-      {"conv1.weight_scale holds nan: scales must be positive",
+      {"conv1.weight_scale holds nan: scales must be finite and non-zero",
        [&](TensorMap& t, nlohmann::json&) { set_first(t, "conv1.weight_scale", NAN); }},
-      {"fc.input_scale holds -1.000000",
-       [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_scale", -1.0f); }},
+      {"fc.input_scale holds inf",
+       [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_scale", INFINITY); }},
       {"fc.input_zero_point holds 2.500000: zero points are integers",
        [&](TensorMap& t, nlohmann::json&) { set_first(t, "fc.input_zero_point", 2.5f); }},
       {"layer layer1.0.conv1 is a linear layer in the file but a conv layer",
@@ -435,6 +435,14 @@ TEST_CASE("a tampered quantized model is refused with the file and the problem")
   }
   // Unchanged, it loads.
   CHECK(refused([](TensorMap&, nlohmann::json&) {}) == "loaded");
+
+  // A model with a NaN scale (a diverged reconstruction) is not saved either.
+  const std::string diverged = (dir.path / "diverged.safetensors").string();
+  r.model->layers().back().hook->operand_quantizers.at(0)->scale = Tensor::from_vector({NAN}, {1});
+  CHECK_THROWS_WITH_AS(
+      save_quantized_model(diverged, *r.model, {{"model_config", fixture_config(fixture)}}, false),
+      doctest::Contains("fc.input_scale holds nan"), std::runtime_error);
+  CHECK_FALSE(fs::exists(diverged));
 }
 
 TEST_CASE("same seed, same result, another seed other reconstruction batches") {
