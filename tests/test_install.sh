@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, builds tools/example against
 # that installed package alone (no path into the source tree), and runs it:
-# resnet18_w16 quantized at W4A4, saved, reloaded and compared.
-# Usage: test_install.sh CMAKE GENERATOR BUILD_DIR SOURCE_DIR FIXTURES_DIR
+# resnet18_w16 quantized at W4A4, saved, reloaded and compared. Then builds
+# it once more with the compiler alone and the flags of the installed
+# pkg-config file, and runs that build briefly.
+# Usage: test_install.sh CMAKE GENERATOR BUILD_DIR SOURCE_DIR FIXTURES_DIR CXX
 set -euo pipefail
-cmake_command=$1 generator=$2 build_dir=$3 source_dir=$4 fixtures=$5
+cmake_command=$1 generator=$2 build_dir=$3 source_dir=$4 fixtures=$5 cxx=$6
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -29,3 +31,14 @@ grep -q "reloaded, it gives the same logits" "$work/stdout"
 # FP32 top-1 is the fixture's 91.2; W4A4 after a short reconstruction stays close.
 awk '/W4A4 top-1/ { found = 1; if ($3 != "91.20," || $6 < 85) bad = 1 }
      END { exit !(found && !bad) }' "$work/stdout" || { echo "unexpected accuracy"; exit 1; }
+
+# The same application through pkg-config, the installed tree moved first
+# (the .pc file finds its prefix from where it lies).
+mv "$work/prefix" "$work/moved"
+flags=$(PKG_CONFIG_PATH=$(dirname "$(find "$work/moved" -name packptq.pc)") \
+        pkg-config --cflags --libs packptq)
+"$cxx" -std=c++17 -O1 "$work/example/quantize_example.cpp" -o "$work/example_pc" $flags
+"$work/example_pc" resnet18 "$model/model.safetensors" "$fixtures/fashion32" \
+  "$work/resnet18_pc.safetensors" "$model/config.json" 32 2 2> "$work/stderr_pc" > "$work/stdout_pc" ||
+  { tail -20 "$work/stderr_pc"; exit 1; }
+grep -q "reloaded, it gives the same logits" "$work/stdout_pc"

@@ -1,6 +1,7 @@
 # `cmake --install build --prefix P` installs the packptq command, the
-# libraries and their headers, and a CMake package, so that an application
-# finds the library with find_package(packptq) (tools/example is one).
+# libraries and their headers, a CMake package, so that an application finds
+# the library with find_package(packptq) (tools/example is one), and a
+# pkg-config file for other build systems.
 include(CMakePackageConfigHelpers)
 
 set(PACKPTQ_LIBRARIES packptq_kernels packptq_engine packptq_nets packptq_quant packptq_data)
@@ -32,3 +33,14 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/packptq-config-version.cm
 install(FILES ${PROJECT_BINARY_DIR}/packptq-config.cmake
               ${PROJECT_BINARY_DIR}/packptq-config-version.cmake
         DESTINATION ${packptq_cmake_dir})
+
+# packptq.pc: the libraries in link order (each before what it uses), then
+# what the static libraries need from the system.
+string(REGEX REPLACE "[^/]+" ".." PACKPTQ_PC_TO_PREFIX "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+string(REPLACE ";" " " PACKPTQ_PC_OPENMP "${OpenMP_CXX_FLAGS}")
+set(PACKPTQ_PC_CUDA_LIBS "")
+if(PACKPTQ_WITH_CUDA)
+  set(PACKPTQ_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -Wl,-rpath,${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas ${PACKPTQ_CUDNN_LIB}")
+endif()
+configure_file(${CMAKE_CURRENT_LIST_DIR}/packptq.pc.in ${PROJECT_BINARY_DIR}/packptq.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/packptq.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
