@@ -24,7 +24,8 @@ Preprocess parse_preprocess(const nlohmann::json& cfg, Preprocess p) {
   for (int i = 0; i < 3; ++i) {
     check(std::isfinite(p.mean[i]), "model config: 'mean' values must be finite numbers");
     // Normalization divides by std.
-    check(std::isfinite(p.std[i]) && p.std[i] > 0.0f, "model config: 'std' values must be positive");
+    check(std::isfinite(p.std[i]) && p.std[i] > 0.0f,
+          "model config: 'std' values must be positive");
   }
   check(p.input_size > 0, [&] {
     return "model config: input_size must be positive, got " + std::to_string(p.input_size);
