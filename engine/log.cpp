@@ -21,6 +21,10 @@ std::string timestamp() {
   std::strftime(buf, sizeof buf, "%H:%M:%S", std::localtime(&now));
   return buf;
 }
+// "[hh:mm:ss] message\n"
+std::string stamped(const std::string& message) {
+  return "[" + timestamp() + "] " + message + "\n";
+}
 }  // namespace
 
 void open_log_file(const std::string& path) {
@@ -37,15 +41,14 @@ void close_log_file() {
 
 void log_line(const std::string& message) {
   std::lock_guard<std::mutex> lock(g_log_mutex);
-  std::string line = "[" + timestamp() + "] " + message + "\n";
+  const std::string line = stamped(message);
   std::fputs(line.c_str(), stderr);
   if (g_log_file.is_open()) g_log_file << line << std::flush;
 }
 
 void log_file_line(const std::string& message) {
   std::lock_guard<std::mutex> lock(g_log_mutex);
-  if (g_log_file.is_open())
-    g_log_file << "[" << timestamp() << "] " << message << "\n" << std::flush;
+  if (g_log_file.is_open()) g_log_file << stamped(message) << std::flush;
 }
 
 std::string format_duration(double s) {

@@ -240,6 +240,13 @@ void check_output_folder(const std::string& path, const std::string& flag) {
   if (fs::is_directory(target)) throw UsageError("--" + flag + " " + path + " is a folder");
 }
 
+void check_class_count(const data::ImageFolder& folder, const Net& net) {
+  if (static_cast<int64_t>(folder.classes.size()) != net.num_classes())
+    throw std::runtime_error(folder.directory + " has " + std::to_string(folder.classes.size()) +
+                             " class folders but the model has " +
+                             std::to_string(net.num_classes()) + " classes");
+}
+
 int run_guarded(const std::function<int()>& body) {
   LogFileCloser closer;
   try {

@@ -49,6 +49,9 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value);
 // long run does not fail only when it writes its results.
 void check_output_folder(const std::string& path, const std::string& flag);
 
+// Labels are class-folder indices: the folder must have one class per output.
+void check_class_count(const data::ImageFolder& folder, const Net& net);
+
 // Runs a command body and maps failures to exit codes: UsageError prints
 // "packptq: error: ..." and returns 2, any other exception prints it and
 // returns 1. Messages are folded onto one line.

@@ -94,10 +94,7 @@ int eval_main(int argc, char** argv) {
         reference_preprocessing || loaded.metadata.value("reference_preprocessing", false);
   }
   const data::ImageFolder folder = data::scan_image_folder(dataset, split);
-  if (static_cast<int64_t>(folder.classes.size()) != net->num_classes())
-    throw std::runtime_error(folder.directory + " has " + std::to_string(folder.classes.size()) +
-                             " class folders but the model has " +
-                             std::to_string(net->num_classes()) + " classes");
+  check_class_count(folder, *net);
   const data::PreprocessConfig preprocess =
       data::preprocess_config(net->preprocess(), reference_preprocessing);
   log_line("eval " + model_name + " (" + (quantized.empty() ? weights : quantized) + ") on " +

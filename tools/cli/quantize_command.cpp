@@ -444,13 +444,9 @@ int quantize_main(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   const data::ImageFolder train = data::scan_image_folder(opt.dataset_path, "train");
   const data::ImageFolder val = data::scan_image_folder(opt.dataset_path, "val");
-  for (const data::ImageFolder* folder : {&train, &val})
-    if (static_cast<int64_t>(folder->classes.size()) != net->num_classes())
-      throw std::runtime_error(folder->directory + " has " +
-                               std::to_string(folder->classes.size()) +
-                               " class folders but the model has " +
-                               std::to_string(net->num_classes()) + " classes");
-  // Labels are class-folder indices, so both splits must name the same classes.
+  check_class_count(train, *net);
+  check_class_count(val, *net);
+  // Both splits must name the same classes in the same order.
   for (size_t c = 0; c < train.classes.size(); ++c)
     if (train.classes[c] != val.classes[c])
       throw std::runtime_error("class folder " + std::to_string(c) + " is '" + train.classes[c] +
