@@ -171,6 +171,7 @@ PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
     report.reconstruction.push_back(
         reconstruct(model, report.targets[i], calibration, options.recon, gen, &carried));
   }
+  harden_soft_rounding(model);
   report.phase_seconds["reconstruction"] = seconds_since(start);
   model.set_quant(true, true);
   return report;

@@ -257,11 +257,12 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
                   beta);
     progress.update(count, detail);
   }
-  // Fix the decisions: hard rounding, scales no longer trained.
+  // Fix the decisions: hard rounding (or soft until harden_soft_rounding),
+  // scales no longer trained.
   for (size_t i : layers) {
     QuantLayer& ql = model.layers()[i];
     if (auto& wq = ql.hook->weight_quantizer) {
-      wq->harden();
+      if (!opt.keep_soft_rounding) wq->harden();
       wq->alpha.set_requires_grad(false);
       wq->alpha.zero_grad();
     }
@@ -277,6 +278,11 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   progress.finish(detail);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {target.name, final_loss, seconds};
+}
+
+void harden_soft_rounding(QuantModel& model) {
+  for (QuantLayer& ql : model.layers())
+    if (auto& wq = ql.hook->weight_quantizer; wq && wq->rounding == Rounding::Soft) wq->harden();
 }
 
 }  // namespace pk

@@ -19,6 +19,10 @@ struct ReconOptions {
   double alpha_lr = 3e-3;   // Adam on AdaRound alphas, constant
   double scale_lr = 4e-5;   // Adam on activation scales, cosine-annealed to 0
   double input_prob = 0.5;  // QDrop: probability of taking the quantized input
+  // Finished targets keep their soft AdaRound rounding while later targets
+  // are reconstructed, as the reference does; harden_soft_rounding() then
+  // fixes them all. Off: each target is fixed to hard rounding when done.
+  bool keep_soft_rounding = false;
 };
 
 // Units [first_unit, last_unit), or, when layer >= 0, that single layer of
@@ -51,11 +55,16 @@ struct UnitInputs {
 
 // Captures the target's inputs (quantized model and float model) and float
 // output over the calibration set, trains, then fixes the target's weights
-// to hard rounding and its activation scales. With `carried`, the inputs of
-// an earlier unit are moved on to the target's unit (the one holding its
-// first unit or its layer) instead of running the network from the images,
-// and on return it holds the inputs of that unit.
+// to hard rounding (unless opt.keep_soft_rounding) and its activation
+// scales. With `carried`, the inputs of an earlier unit are moved on to the
+// target's unit (the one holding its first unit or its layer) instead of
+// running the network from the images, and on return it holds the inputs of
+// that unit.
 ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tensor& calibration,
                         const ReconOptions& opt, Generator& gen, UnitInputs* carried = nullptr);
+
+// Fixes every weight quantizer still in soft rounding to its hard decisions,
+// floor + [alpha >= 0] (after targets reconstructed with keep_soft_rounding).
+void harden_soft_rounding(QuantModel& model);
 
 }  // namespace pk

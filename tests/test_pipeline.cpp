@@ -138,6 +138,7 @@ struct RunConfig {
   int64_t iterations = 30;
   uint64_t seed = kSeed;
   bool eval_rtn = false;  // top-1 of the initialized model too
+  bool keep_soft_rounding = false;
 };
 
 Run run(const std::string& fixture, const RunConfig& rc) {
@@ -155,6 +156,7 @@ Run run(const std::string& fixture, const RunConfig& rc) {
   options.method = rc.method;
   options.mixed_precision = rc.mixed_precision;
   options.recon.iterations = rc.iterations;
+  options.recon.keep_soft_rounding = rc.keep_soft_rounding;
   Generator gen(rc.seed);
   r.report = run_pipeline(*r.model, d.calibration, options, gen, false, [&](QuantModel& m) {
     if (rc.eval_rtn) r.rtn = top1(m.net(), d);
@@ -464,6 +466,40 @@ TEST_CASE("same seed, same result, another seed other reconstruction batches") {
   const Tensor images = slice_rows(fixture_data(*a.net).val_images, 0, 40);
   CHECK(logits_of(*a.net, images).to_vector() == logits_of(*b.net, images).to_vector());
   CHECK(any_differs);  // other random batches in reconstruction
+}
+
+TEST_CASE("keep_soft_rounding: later units see soft rounding, every unit ends hard") {
+  // Block-wise runs with and without the option: the first target (conv1,
+  // the same inputs and random batches in both) trains alike; the targets
+  // after it are captured through conv1's soft rounding and train on other
+  // inputs. At the end every trained weight quantizer rounds hard, so the
+  // model saves as integer codes and reloads to the same logits.
+  RunConfig rc;
+  rc.method = Method::Brecq;
+  rc.iterations = 10;
+  Run hard = run("resnet18_w16", rc);
+  rc.keep_soft_rounding = true;
+  Run soft = run("resnet18_w16", rc);
+  const auto& a = hard.report.reconstruction;
+  const auto& b = soft.report.reconstruction;
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.size() > 2);
+  CHECK(a[0].final_loss == b[0].final_loss);
+  for (size_t i = 1; i < a.size(); ++i) {
+    INFO(a[i].name);
+    CHECK(a[i].final_loss != b[i].final_loss);
+  }
+  size_t trained = 0;
+  for (const QuantLayer& ql : soft.model->layers()) {
+    const WeightQuantizer* wq = ql.hook->weight_quantizer.get();
+    if (!wq) continue;
+    INFO(ql.name);
+    CHECK(wq->rounding == Rounding::Hard);
+    trained += wq->alpha.defined();
+  }
+  CHECK(trained > 0);
+  CHECK(soft.quantized >= soft.fp32 - 5.0);
+  check_save_load("resnet18_w16", soft);
 }
 
 TEST_CASE("safetensors: int64 tensors named as U8 are stored one byte each and read back") {

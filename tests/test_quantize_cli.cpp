@@ -284,6 +284,33 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
                                    "--fold_bn", "--output_dir", resumed.path.string()}) == 2);
 }
 
+TEST_CASE("quantize --keep_soft_rounding: recorded, later targets train on other inputs") {
+  const FirstRun& run = first_run();
+  TempDir out{kTempTag};
+  REQUIRE(run_command(run_quantize, with(quick_run(out.path), {"--keep_soft_rounding"})) == 0);
+  const nlohmann::json report = read_json(out.path / "report.json");
+  CHECK(report["config"]["keep_soft_rounding"] == true);
+  CHECK(run.report["config"]["keep_soft_rounding"] == false);
+  // The same packs; conv1 first, alike; the targets after it see conv1's
+  // soft rounding.
+  CHECK(report["packs"] == run.report["packs"]);
+  const nlohmann::json& losses = report["reconstruction"];
+  const nlohmann::json& hard_losses = run.report["reconstruction"];
+  REQUIRE(losses.size() == hard_losses.size());
+  REQUIRE(losses.size() > 2);
+  CHECK(losses[0] == hard_losses[0]);
+  CHECK(losses[1]["final_loss"] != hard_losses[1]["final_loss"]);
+
+  const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
+  REQUIRE(trained.size() == 1);
+  CHECK(load_quantized_model(trained[0].string()).metadata["keep_soft_rounding"] == true);
+  const fs::path eval_report = out.path / "eval.json";
+  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
+                                 dataset().string(), "--threads", "2", "--report_json",
+                                 eval_report.string()}) == 0);
+  CHECK(read_json(eval_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+}
+
 TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
   const FirstRun& run = first_run();
   TempDir out{kTempTag};

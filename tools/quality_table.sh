@@ -9,8 +9,9 @@
 #   FIXTURES, BITS and METHODS (space-separated) narrow the sweep; SAMPLES
 #   sets --calibration_samples; SEED replaces --seed 1005 (runs get an _s<seed>
 #   suffix); MIXED=1 adds --enable_mixed_precision (a
-#   quick smoke sweep: SAMPLES=32 MIXED=1 ... OUT 2); DATASET replaces the
-#   fixtures' fashion32 folder.
+#   quick smoke sweep: SAMPLES=32 MIXED=1 ... OUT 2); SOFT=1 adds
+#   --keep_soft_rounding (suffix _soft); DATASET replaces the fixtures'
+#   fashion32 folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/quality}"
@@ -23,10 +24,11 @@ methods=(${METHODS:-pack rtn qdrop brecq adaround})
 threads="${THREADS:-$(nproc)}"
 samples="${SAMPLES:-1024}"
 seed="${SEED:-1005}"
-mixed=()
+extra=()
 suffix=""
 if [[ "$seed" != 1005 ]]; then suffix="_s$seed"; fi
-if [[ "${MIXED:-0}" == 1 ]]; then mixed=(--enable_mixed_precision); suffix="${suffix}_mixed"; fi
+if [[ "${MIXED:-0}" == 1 ]]; then extra=(--enable_mixed_precision); suffix="${suffix}_mixed"; fi
+if [[ "${SOFT:-0}" == 1 ]]; then extra+=(--keep_soft_rounding); suffix="${suffix}_soft"; fi
 mkdir -p "$out"
 
 for bits in "${bits_list[@]}"; do
@@ -43,7 +45,7 @@ for bits in "${bits_list[@]}"; do
         --model_config "$model/config.json" --weight_bits "$bits" --activation_bits "$bits" \
         --weight_channel_wise --calibration_samples "$samples" --calibration_iterations "$iterations" \
         --batch_size 16 --seed "$seed" --method "$method" --threads "$threads" \
-        --output_dir "$run" --report_json "$run/report.tmp.json" "${mixed[@]}" > "$run.stdout" 2>&1 ||
+        --output_dir "$run" --report_json "$run/report.tmp.json" "${extra[@]}" > "$run.stdout" 2>&1 ||
         { echo "failed: see $run.stdout"; exit 1; }
       end=$(date +%s%N)
       echo $(( (end - start) / 1000000000 )) > "$run/wall_seconds"

@@ -99,6 +99,10 @@ void declare_flags(FlagSet& flags) {
   flags.add_switch("fold_bn",
                    "fold each BatchNorm into the conv before it, so weights are quantized "
                    "folded (off: BatchNorm stays a float op, as in the reference)");
+  flags.add_switch("keep_soft_rounding",
+                   "reconstructed units keep their soft AdaRound rounding while later units are "
+                   "reconstructed, as in the reference; all are set to hard rounding at the end "
+                   "(off: each unit is fixed to hard rounding when it is done)");
 }
 
 struct Options {
@@ -226,6 +230,7 @@ Options parse_options(const FlagSet& flags) {
   r.warmup = probability(flags, "warmup_ratio");
   r.scale_lr = at_least(flags, "learning_rate", 0.0, true);
   r.input_prob = probability(flags, "input_stochastic_prob");
+  r.keep_soft_rounding = flags.on("keep_soft_rounding");
   opt.stochastic_prob = probability(flags, "stochastic_prob");
   opt.rounding_regularization = at_least(flags, "rounding_regularization", 0.0, true);
   opt.distillation_temperature = at_least(flags, "distillation_temperature", 0.0, false);
@@ -320,6 +325,7 @@ json config_json(const Options& opt) {
           {"warmup_ratio", r.warmup},
           {"learning_rate", r.scale_lr},
           {"input_stochastic_prob", r.input_prob},
+          {"keep_soft_rounding", r.keep_soft_rounding},
           {"stochastic_prob", opt.stochastic_prob},
           {"rounding_regularization", opt.rounding_regularization},
           {"distillation_temperature", opt.distillation_temperature},
@@ -543,6 +549,7 @@ int quantize_main(int argc, char** argv) {
   const fs::path trained_path = trained_folder / (run_name + ".safetensors");
   json trained = metadata;
   trained["stage"] = "trained";
+  trained["keep_soft_rounding"] = opt.recon.keep_soft_rounding;
   trained["quant_top1"] = quantized.top1;
   trained["quant_top5"] = quantized.top5;
   trained["packs"] = packs;
