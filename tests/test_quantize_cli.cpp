@@ -110,6 +110,20 @@ nlohmann::json without_timing(nlohmann::json report) {
   return report;
 }
 
+// The run's one trained model records `switch_name` as on, and eval
+// --quantized of it reproduces the run's top-1.
+void check_trained_model(const fs::path& out, const nlohmann::json& report,
+                         const std::string& switch_name) {
+  const std::vector<fs::path> trained = files_in(out / "trained_models", ".safetensors");
+  REQUIRE(trained.size() == 1);
+  CHECK(load_quantized_model(trained[0].string()).metadata[switch_name] == true);
+  const fs::path eval_report = out / "eval.json";
+  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
+                                 dataset().string(), "--threads", "2", "--report_json",
+                                 eval_report.string()}) == 0);
+  CHECK(read_json(eval_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+}
+
 // The quick run, done once and shared by the tests that inspect it.
 struct FirstRun {
   TempDir out{kTempTag};
@@ -257,14 +271,7 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   CHECK(text.find("folded 20 BatchNorm2d layers") != std::string::npos);  // bn1, 8 x 2, 3 downsample
 
-  const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
-  REQUIRE(trained.size() == 1);
-  CHECK(load_quantized_model(trained[0].string()).metadata["fold_bn"] == true);
-  const fs::path eval_report = out.path / "eval.json";
-  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
-                                 dataset().string(), "--threads", "2", "--report_json",
-                                 eval_report.string()}) == 0);
-  CHECK(read_json(eval_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+  check_trained_model(out.path, report, "fold_bn");
 
   // Resuming its initialized model keeps the folding; asking for it on an
   // unfolded file is refused.
@@ -301,14 +308,7 @@ TEST_CASE("quantize --keep_soft_rounding: recorded, later targets train on other
   CHECK(losses[0] == hard_losses[0]);
   CHECK(losses[1]["final_loss"] != hard_losses[1]["final_loss"]);
 
-  const std::vector<fs::path> trained = files_in(out.path / "trained_models", ".safetensors");
-  REQUIRE(trained.size() == 1);
-  CHECK(load_quantized_model(trained[0].string()).metadata["keep_soft_rounding"] == true);
-  const fs::path eval_report = out.path / "eval.json";
-  REQUIRE(run_command(run_eval, {"eval", "--quantized", trained[0].string(), "--dataset_path",
-                                 dataset().string(), "--threads", "2", "--report_json",
-                                 eval_report.string()}) == 0);
-  CHECK(read_json(eval_report)["top1"].get<double>() == report["quant_top1"].get<double>());
+  check_trained_model(out.path, report, "keep_soft_rounding");
 }
 
 TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
