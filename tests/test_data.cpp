@@ -514,7 +514,7 @@ TEST_CASE("load_batch: labels, per-image preprocessing, independent of thread co
   CHECK_THROWS_AS(load_batch(val.samples, 990, 1001, config), std::invalid_argument);
 }
 
-TEST_CASE("calibration sampling: seeded, distinct, documented Fisher-Yates rule") {
+TEST_CASE("calibration sampling: seeded, distinct, PyTorch's shuffled-loader order") {
   const ImageFolder train = scan_image_folder((kFixtures / "fashion32").string(), "train");
   const std::vector<Sample> a = sample_calibration(train.samples, 256, 0);
   const std::vector<Sample> b = sample_calibration(train.samples, 256, 0);
@@ -530,15 +530,26 @@ TEST_CASE("calibration sampling: seeded, distinct, documented Fisher-Yates rule"
   for (size_t i = 0; i < a.size(); ++i) same += a[i].path == c[i].path;
   CHECK(same < 10);
 
-  // The rule, spelled out on indices: shuffle 0..n-1 from the back with
-  // randint(i + 1), keep the first `count`.
+  // First batch of 16 that PyTorch 1.13 yields from
+  //   torch.manual_seed(seed)
+  //   next(iter(DataLoader(list(range(n)), batch_size=16, shuffle=True)))
+  // (the same with num_workers=2). Seed 2^40 + 7 checks that only its low
+  // 32 bits count, as in torch.manual_seed.
+  const std::vector<int64_t> torch_1005 = {1685, 1391, 101, 1592, 1501, 1646, 968, 1617,
+                                           278,  1888, 1319, 841, 685, 89,   592, 1099};
+  const std::vector<int64_t> torch_0 = {6, 7, 1, 4, 2, 0, 9, 8, 3, 5};
+  const std::vector<int64_t> torch_large = {63, 38, 93, 94, 78, 82, 45, 81,
+                                            56, 54, 6,  43, 99, 86, 4,  97};
+  std::vector<int64_t> order = torch_loader_permutation(2048, 1005);
+  CHECK(std::vector<int64_t>(order.begin(), order.begin() + 16) == torch_1005);
+  CHECK(torch_loader_permutation(10, 0) == torch_0);
+  order = torch_loader_permutation(100, (uint64_t{1} << 40) + 7);
+  CHECK(std::vector<int64_t>(order.begin(), order.begin() + 16) == torch_large);
+
   std::vector<Sample> indices;
   for (int64_t i = 0; i < 10; ++i) indices.push_back({std::to_string(i), i});
-  Generator gen(42);
-  std::vector<int64_t> order = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-  for (int64_t i = 9; i > 0; --i) std::swap(order[i], order[gen.randint(i + 1)]);
-  const std::vector<Sample> picked = sample_calibration(indices, 4, 42);
-  for (int i = 0; i < 4; ++i) CHECK(picked[i].label == order[i]);
+  const std::vector<Sample> picked = sample_calibration(indices, 4, 0);
+  for (int i = 0; i < 4; ++i) CHECK(picked[i].label == torch_0[i]);
   // A full draw is a permutation.
   std::set<int64_t> all;
   for (const Sample& s : sample_calibration(indices, 10, 7)) all.insert(s.label);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <random>
 #include <stdexcept>
 
 #include "engine/rng.h"
@@ -224,15 +225,38 @@ Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
 
 // ---- calibration sampling ----
 
+namespace {
+
+// An int64 random_() of PyTorch's CPU generator: two 32-bit mt19937 outputs,
+// high word first, reduced to the non-negative int64 range.
+uint64_t torch_random_int64(std::mt19937& engine) {
+  const uint64_t high = engine();
+  const uint64_t low = engine();
+  return ((high << 32) | low) & ((uint64_t{1} << 63) - 1);
+}
+
+}  // namespace
+
+std::vector<int64_t> torch_loader_permutation(int64_t n, uint64_t seed) {
+  // torch.manual_seed keeps the seed's low 32 bits for mt19937.
+  std::mt19937 global(static_cast<uint32_t>(seed));
+  torch_random_int64(global);  // the loader's iterator draws its workers' base seed first,
+  const uint64_t sampler_seed = torch_random_int64(global);  // then RandomSampler its own seed
+  std::mt19937 sampler(static_cast<uint32_t>(sampler_seed));
+  // torch.randperm on the CPU: for i from 0, swap i with i + random() % (n - i).
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (int64_t i = 0; i + 1 < n; ++i)
+    std::swap(order[i], order[i + static_cast<int64_t>(sampler() % static_cast<uint64_t>(n - i))]);
+  return order;
+}
+
 std::vector<Sample> sample_calibration(const std::vector<Sample>& samples, int64_t count,
                                        uint64_t seed) {
   const int64_t n = static_cast<int64_t>(samples.size());
   check(count > 0 && count <= n, "sample_calibration: cannot draw " + std::to_string(count) +
                                      " distinct images from " + std::to_string(n));
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  Generator generator(seed);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[generator.randint(i + 1)]);
+  const std::vector<int64_t> order = torch_loader_permutation(n, seed);
   std::vector<Sample> chosen;
   chosen.reserve(count);
   for (int64_t i = 0; i < count; ++i) chosen.push_back(samples[order[i]]);

@@ -94,9 +94,14 @@ Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
                  const PreprocessConfig& config,
                  std::optional<uint64_t> augment_seed = std::nullopt);
 
-// `count` distinct samples drawn with pk::Generator(seed): a Fisher-Yates
-// shuffle of the indices 0..n-1 (for i = n-1 down to 1, swap i with
-// randint(i + 1)), then the first `count` shuffled indices, in that order.
+// The order in which a shuffled torch.utils.data.DataLoader over n samples
+// yields them in its first epoch right after torch.manual_seed(seed), on the
+// CPU generator (the same for every worker count and batch size).
+std::vector<int64_t> torch_loader_permutation(int64_t n, uint64_t seed);
+
+// The first `count` samples of torch_loader_permutation(samples.size(), seed),
+// in that order: the calibration images the reference implementation takes
+// from its shuffled train loader right after seeding with the same seed.
 std::vector<Sample> sample_calibration(const std::vector<Sample>& samples, int64_t count,
                                        uint64_t seed);
 
