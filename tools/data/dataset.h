@@ -96,7 +96,9 @@ Batch load_batch(const std::vector<Sample>& samples, size_t begin, size_t end,
 
 // The order in which a shuffled torch.utils.data.DataLoader over n samples
 // yields them in its first epoch right after torch.manual_seed(seed), on the
-// CPU generator (the same for every worker count and batch size).
+// CPU generator (the same for every worker count and batch size). Exact for
+// n < 2^32 / 20, where torch.randperm draws 32 bits per swap; above that it
+// draws 64 bits and the orders part.
 std::vector<int64_t> torch_loader_permutation(int64_t n, uint64_t seed);
 
 // The first `count` samples of torch_loader_permutation(samples.size(), seed),
