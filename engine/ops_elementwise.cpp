@@ -120,10 +120,9 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
 Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
   check(p >= 0.0f && p < 1.0f, "dropout: p must be in [0, 1)");
   if (!training || p == 0.0f) return x;
-  std::vector<float> keep(x.numel());
-  float scale = 1.0f / (1.0f - p);
-  for (float& k : keep) k = gen.uniform() >= p ? scale : 0.0f;
-  return mul(x, Tensor::from_vector(keep, x.shape(), x.device()));
+  Tensor keep = Tensor::empty(x.shape());
+  gen.fill_bernoulli(keep.data(), keep.numel(), p, 0.0f, 1.0f / (1.0f - p));
+  return mul(x, keep.to(x.device()));
 }
 
 }  // namespace pk

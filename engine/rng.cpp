@@ -1,5 +1,6 @@
 #include "engine/rng.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -20,6 +21,26 @@ float Generator::normal(float mean, float stddev) {
   spare_ = r * std::sin(2.0 * M_PI * u2);
   has_spare_ = true;
   return mean + stddev * static_cast<float>(r * std::cos(2.0 * M_PI * u2));
+}
+
+void Generator::fill_bernoulli(float* out, int64_t n, double p, float hit, float miss) {
+  // uniform() is k / 2^24 for the draw's top 24 bits k, so uniform() < p
+  // holds exactly when k < ceil(p * 2^24). Integer compares vectorize; the
+  // per-draw conversion to float of uniform() does not.
+  constexpr double kLevels = 16777216.0;
+  const double bound = p * kLevels;
+  const int64_t threshold = !(bound > 0.0)     ? 0  // also NaN: uniform() < NaN never holds
+                            : bound >= kLevels ? static_cast<int64_t>(kLevels)
+                                               : static_cast<int64_t>(std::ceil(bound));
+  constexpr int64_t kChunk = 1024;
+  uint64_t bits[kChunk];
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t count = std::min(kChunk, n - start);
+    for (int64_t i = 0; i < count; ++i) bits[i] = engine_();
+    float* chunk = out + start;
+    for (int64_t i = 0; i < count; ++i)
+      chunk[i] = static_cast<int64_t>(bits[i] >> 40) < threshold ? hit : miss;
+  }
 }
 
 Tensor Generator::uniform_tensor(const Shape& shape, float lo, float hi, Device device) {

@@ -189,10 +189,9 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
     Tensor index = Tensor::from_int64(idx, {opt.batch_size}, data.x_q.device());
     Tensor input = index_select(data.x_q, 0, index);
     if (target.mix_inputs) {
-      std::vector<float> mask(input.numel());
-      for (float& m : mask) m = gen.uniform() < opt.input_prob ? 1.0f : 0.0f;
-      input = where(Tensor::from_vector(mask, input.shape(), input.device()), input,
-                    index_select(data.x_fp, 0, index));
+      Tensor mask = Tensor::empty(input.shape());
+      gen.fill_bernoulli(mask.data(), mask.numel(), opt.input_prob);
+      input = where(mask.to(input.device()), input, index_select(data.x_fp, 0, index));
     }
     Tensor wanted = index_select(data.y, 0, index);
     if (alpha_opt) alpha_opt->zero_grad();

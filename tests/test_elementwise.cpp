@@ -156,6 +156,42 @@ TEST_CASE("where selects by mask and routes gradients") {
   expect_gradients([&](auto& in) { return where(mask, in[0], in[1]); }, {a, b});
 }
 
+// The bulk mask draw of dropout and QDrop input mixing: bit for bit the
+// draws of uniform() one at a time, and the generator left in the same state.
+TEST_CASE("Generator::fill_bernoulli equals uniform() < p draw by draw") {
+  const double level = 1.0 / 16777216.0;  // uniform() takes the values k * level
+  std::vector<double> probabilities = {0.5,   0.3,         0.0,         -0.25,
+                                       1.0,   1.5,         level,       0.5 * level,
+                                       1.0 - level, 1.0 - 0.5 * level, 0.1f + 0.0,
+                                       std::nan("")};
+  // p exactly on, just below and just above values that the stream draws, so
+  // that the draws at the threshold are among the checked ones.
+  Generator peek(77);
+  for (int i = 0; i < 3; ++i) {
+    const double u = peek.uniform();
+    for (double p : {u, std::nextafter(u, 0.0), std::nextafter(u, 2.0)}) probabilities.push_back(p);
+  }
+  for (double p : probabilities) {
+    for (int64_t n : {0, 1, 1023, 1024, 2500}) {
+      CAPTURE(p);
+      CAPTURE(n);
+      Generator bulk(77), single(77);
+      std::vector<float> got(n + 1, -1.0f);
+      bulk.fill_bernoulli(got.data(), n, p, 2.5f, -0.5f);
+      for (int64_t i = 0; i < n; ++i) REQUIRE(got[i] == (single.uniform() < p ? 2.5f : -0.5f));
+      CHECK(got[n] == -1.0f);  // nothing written past n
+      CHECK(bulk.next_u64() == single.next_u64());
+    }
+  }
+  // About p of a large mask are hits.
+  Generator gen(5);
+  std::vector<float> mask(1 << 16);
+  gen.fill_bernoulli(mask.data(), static_cast<int64_t>(mask.size()), 0.25);
+  double ones = 0;
+  for (float m : mask) ones += m;
+  CHECK(ones / mask.size() == doctest::Approx(0.25).epsilon(0.02));
+}
+
 TEST_CASE("dropout zeroes about p of the elements and rescales the rest") {
   Generator gen(8);
   Tensor x = Tensor::ones({100, 100});
