@@ -85,19 +85,19 @@ void for_each_broadcast(const BroadcastShape& s, F f) {
   for (int d = 0; d < s.ndim; ++d) n *= s.out[d];
   const bool a_full = same_shape(s.ndim, s.a, s.out), b_full = same_shape(s.ndim, s.b, s.out);
   if (a_full && b_full) {
-#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, i, i);
     return;
   }
   // A scalar against a full tensor (loss scaling, scalar upstream gradients):
   // a flat loop instead of per-row index arithmetic.
   if (a_full && is_scalar(s.ndim, s.b)) {
-#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, i, 0);
     return;
   }
   if (b_full && is_scalar(s.ndim, s.a)) {
-#pragma omp parallel for simd firstprivate(f) if (n > kParallelMin)
+#pragma omp parallel for simd firstprivate(f) if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) f(i, 0, i);
     return;
   }
@@ -156,7 +156,7 @@ void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, fl
     const float* in = x;
     float* out = y;
     const float a = p0, b = p1;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) out[i] = unary_value(k, in[i], a, b);
   });
 }
@@ -169,7 +169,7 @@ void unary_backward(UnaryOp op, const float* x, const float* dy, float* dx, int6
     const float* grad_out = dy;
     float* grad_in = dx;
     const float a = p0, b = p1;
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) grad_in[i] = grad_out[i] * unary_derivative(k, in[i], a, b);
   });
 }
@@ -211,12 +211,12 @@ void binary_backward(BinaryOp op, const BroadcastShape& s, const float* a, const
 }
 
 void select_forward(const float* mask, const float* a, const float* b, float* out, int64_t n) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) out[i] = mask[i] != 0.0f ? a[i] : b[i];
 }
 
 void select_backward(const float* mask, const float* dout, float* da, float* db, int64_t n) {
-#pragma omp parallel for simd if (n > kParallelMin)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     bool m = mask[i] != 0.0f;
     da[i] = m ? dout[i] : 0.0f;

@@ -21,7 +21,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, s
 void copy_on_device(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
 
 void fill(float* out, int64_t n, float value) {
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (parallel: n > 65536)
   for (int64_t i = 0; i < n; ++i) out[i] = value;
 }
 
