@@ -10,6 +10,8 @@
 // prints "skipped: no CUDA device" and returns; tests/CMakeLists.txt makes
 // CTest report those cases as skipped.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <stdexcept>
@@ -140,6 +142,28 @@ TEST_CASE("the cuda device is either usable or reported unavailable") {
   } else {
     CHECK_THROWS_AS(backend(Device::CUDA), std::runtime_error);
   }
+}
+
+TEST_CASE("cpu memory: aligned blocks, large blocks reused, impossible sizes refused") {
+  const Backend& be = backend(Device::CPU);
+  for (size_t bytes : {size_t{0}, size_t{1}, size_t{100}, size_t{4000}, size_t{3} << 20}) {
+    void* p = be.alloc(bytes);
+    CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+    std::memset(p, 0x5a, bytes);  // the whole request is writable
+    be.release(p);
+  }
+  // A released block of 1 MiB or more serves the next request of its size
+  // (2 MiB granules); blocks alive at the same time are distinct.
+  void* first = be.alloc(size_t{5} << 20);
+  be.release(first);
+  void* again = be.alloc((size_t{5} << 20) + 12345);
+  CHECK(again == first);
+  void* other = be.alloc(size_t{5} << 20);
+  CHECK(other != again);
+  be.release(again);
+  be.release(other);
+  CHECK_THROWS_AS(be.alloc(size_t{1} << 62), std::bad_alloc);
+  CHECK_THROWS_AS(be.alloc(SIZE_MAX - 10), std::bad_alloc);
 }
 
 TEST_CASE("cuda memory: copies, fill, overlapping device copies, caching, errors") {
