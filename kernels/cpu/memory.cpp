@@ -3,7 +3,7 @@
 // glibc serves blocks above its mmap threshold (32 MiB at most) as fresh
 // mappings, so every large intermediate tensor of a 224 px network paid
 // page faults and the kernel's zeroing of its pages on each use (forward of
-// mobilenetv2 at batch 16 on 2 threads: 56 img/s, 95 with reuse). Freed
+// mobilenetv2 at batch 16 on 2 threads: 49-59 img/s, 107 with reuse). Freed
 // blocks of 1 to 256 MiB therefore go to per-size free lists (2 MiB
 // granules) and serve later requests of their size, up to kMaxCachedBytes
 // in all. Smaller blocks go straight back to malloc, which keeps them
