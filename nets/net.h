@@ -60,6 +60,11 @@ class Net : public Module {
   // Every quantizable layer by dotted name, in network order.
   std::vector<std::pair<std::string, HookedLayer*>> quantizable_layers();
 
+  // A checkpoint's tensors under this net's names, for load_state_dict.
+  // Other releases of an architecture name some tensors differently or store
+  // derived buffers; the default takes the names as they are.
+  virtual TensorMap adapt_checkpoint(TensorMap tensors) const { return tensors; }
+
   const std::string& model_name() const { return model_name_; }
   const Preprocess& preprocess() const { return preprocess_; }
   int64_t num_classes() const { return num_classes_; }

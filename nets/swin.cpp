@@ -293,6 +293,42 @@ class SwinTransformer : public Net {
     return x;
   }
 
+  // timm before 0.9 and the original Swin release merge patches at the end
+  // of stage i ("layers.<i>.downsample", i < last), name the classifier
+  // "head" and store the derived relative_position_index and attn_mask
+  // buffers. timm 0.9 on merges at the start of stage i + 1 and names the
+  // classifier "head.fc"; the tensors are the same. The buffers are
+  // recomputed from the configuration, so they are dropped, as timm does.
+  TensorMap adapt_checkpoint(TensorMap tensors) const override {
+    auto starts = [](const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; };
+    auto ends = [](const std::string& s, const std::string& x) {
+      return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
+    };
+    bool merge_at_stage_end = false, head_fc = false;
+    for (const auto& [name, t] : tensors) {
+      merge_at_stage_end |= starts(name, "layers.0.downsample.");
+      head_fc |= starts(name, "head.fc.");
+    }
+    TensorMap out;
+    for (auto& [name, t] : tensors) {
+      if (starts(name, "layers.") &&
+          (ends(name, ".attn.relative_position_index") || ends(name, ".attn_mask")))
+        continue;
+      std::string key = name;
+      const size_t dot = key.find('.', 7);
+      if (merge_at_stage_end && starts(key, "layers.") && dot != std::string::npos &&
+          starts(key.substr(dot), ".downsample.")) {
+        const std::string stage = key.substr(7, dot - 7);
+        if (!stage.empty() && stage.size() < 10 &&
+            stage.find_first_not_of("0123456789") == std::string::npos)
+          key = "layers." + std::to_string(std::stoll(stage) + 1) + key.substr(dot);
+      }
+      if (!head_fc && (key == "head.weight" || key == "head.bias")) key = "head.fc." + key.substr(5);
+      out.emplace(std::move(key), t);
+    }
+    return out;
+  }
+
   // What follows unit t's layers, then what precedes unit t+1's layer.
   Tensor glue(int64_t t, const Tensor& y) override {
     check(0 <= t && t < num_units(), [&] { return "swin glue: no unit " + std::to_string(t); });

@@ -158,7 +158,7 @@ std::shared_ptr<Net> load_model(const std::string& model_name, const std::string
     throw std::runtime_error("model config '" + model_config_path + "': " + e.what());
   }
 
-  const TensorMap tensors = load_checkpoint(weights_path);
+  const TensorMap tensors = net->adapt_checkpoint(load_checkpoint(weights_path));
   const LoadReport report = net->load_state_dict(tensors, /*strict=*/false, weights_path);
   if (!report.ok())
     throw std::runtime_error(

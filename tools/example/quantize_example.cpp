@@ -77,9 +77,10 @@ int run(int argc, char** argv) {
     return 2;
   }
 
-  // The float network from a torch.save or safetensors checkpoint.
+  // The float network from a torch.save or safetensors checkpoint, its names
+  // adapted to the net's (older timm Swin layouts); strict: throws on any mismatch.
   std::shared_ptr<pk::Net> net = pk::create_net(model_name, config);
-  net->load_state_dict(pk::load_checkpoint(checkpoint));  // strict: throws on any mismatch
+  net->load_state_dict(net->adapt_checkpoint(pk::load_checkpoint(checkpoint)));
   net->eval();
 
   // Calibration images drawn from train/ with a seed, in the model's preprocessing.
