@@ -161,6 +161,18 @@ TensorMap strip_module_prefix(TensorMap tensors) {
   return stripped;
 }
 
+namespace {
+
+// POSIX tar: "ustar" at byte 257 of the first header.
+bool is_tar_archive(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  char header[262] = {};
+  file.read(header, sizeof header);
+  return file.gcount() == sizeof header && std::memcmp(header + 257, "ustar", 5) == 0;
+}
+
+}  // namespace
+
 TensorMap load_checkpoint(const std::string& path) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored))
@@ -177,16 +189,16 @@ TensorMap load_checkpoint(const std::string& path) {
                    ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6));
   if (zip) return load_torch_checkpoint(path);
   if (got == 9 && magic[8] == '{') return strip_module_prefix(load_safetensors(path));
-  // Pickle protocol 2 opcode: what torch.save wrote before PyTorch 1.6.
-  if (got >= 2 && magic[0] == 0x80 && magic[1] == 0x02)
-    throw_checkpoint_error(path,
-                           "legacy torch.save format (PyTorch < 1.6, not a zip archive) is not "
-                           "supported: re-save it with torch.save under PyTorch >= 1.6");
+  // A pickle's PROTO opcode: torch.save's format before PyTorch 1.6.
+  if (got >= 2 && magic[0] == 0x80) return load_legacy_torch_checkpoint(path);
+  if (is_tar_archive(path))
+    throw_checkpoint_error(path, "a tar archive, as torch.save wrote before PyTorch 0.4: not "
+                                 "supported; re-save it with a later PyTorch");
   char hex[3 * sizeof magic + 1] = {};
   for (std::streamsize i = 0; i < got; ++i) std::snprintf(hex + 3 * i, 4, " %02x", magic[i]);
-  throw_checkpoint_error(path, "not a PyTorch zip checkpoint and not a safetensors file "
-                               "(first bytes:" + std::string(got ? hex : " none, empty file") +
-                               ")");
+  throw_checkpoint_error(path, "not a PyTorch checkpoint (zip or legacy torch.save) and not a "
+                               "safetensors file (first bytes:" +
+                                   std::string(got ? hex : " none, empty file") + ")");
 }
 
 }  // namespace pk

@@ -1,5 +1,5 @@
 // Checkpoint files: one entry point that reads every format packptq accepts
-// (safetensors, torch.save zip), plus the pieces both readers share.
+// (safetensors, torch.save zip and legacy), plus the pieces both readers share.
 //
 // Nothing here runs Python or any code taken from a file: safetensors is a
 // JSON header plus raw bytes, and torch checkpoints go through a restricted
@@ -19,8 +19,9 @@ namespace pk {
 using TensorMap = std::map<std::string, Tensor>;
 
 // Loads the state dict of a checkpoint, choosing the reader by the file's
-// first bytes: "PK\x03\x04" is a torch.save zip, an 8-byte length followed
-// by '{' is safetensors. Wrappers such as {'model': state_dict} are unwrapped
+// first bytes: "PK\x03\x04" is a torch.save zip, a pickle's PROTO opcode
+// (0x80) a legacy torch.save file, an 8-byte length followed by '{' is
+// safetensors. Wrappers such as {'model': state_dict} are unwrapped
 // and a "module." prefix on every key (DataParallel) is removed.
 TensorMap load_checkpoint(const std::string& path);
 

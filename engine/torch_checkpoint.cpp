@@ -2,8 +2,12 @@
 
 #include <zip.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -77,7 +81,7 @@ class ZipArchive {
 // Pickled values: just the kinds a state dict and its wrappers are made of.
 
 struct StorageRef {
-  std::string key;  // record <archive>/data/<key>
+  std::string key;  // zip: record <archive>/data/<key>; legacy: a key of the storage list
   StoredDType dtype;
   int64_t numel = 0;
 };
@@ -151,8 +155,15 @@ const AllowedGlobal* find_allowed_global(const std::string& name) {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const std::string& record, const std::vector<uint8_t>& bytes)
-      : path_(path), record_(record), bytes_(bytes) {}
+  // Reads one pickle starting at byte `start` of `bytes`.
+  Unpickler(const std::string& path, const std::string& record, const std::vector<uint8_t>& bytes,
+            size_t start = 0)
+      : path_(path), record_(record), bytes_(bytes), pos_(start) {}
+
+  // Where the pickle ended: the byte after its STOP.
+  size_t end() const { return pos_; }
+  // Every storage a persistent id named, by key.
+  const std::map<std::string, StorageRef>& storages() const { return storages_; }
 
   // The unpickled object; it lives as long as this Unpickler.
   const Value& run() {
@@ -478,30 +489,38 @@ class Unpickler {
       fail(std::string("BUILD state of a dict is a ") + kind_name(state->kind));
   }
 
-  // torch.save's persistent id: ('storage', storage_type, key, location, numel).
+  // torch.save's persistent id: ('storage', storage_type, key, location,
+  // numel), with a sixth entry in the legacy format: a view of another
+  // storage, always None since PyTorch 0.4.
   ValuePtr persistent_load(const ValuePtr& pid) {
     const auto& p = pid->items;
-    if (pid->kind != Value::Kind::Tuple || p.size() != 5 || p[0]->kind != Value::Kind::String ||
-        p[0]->text != "storage" || p[1]->kind != Value::Kind::Global ||
-        p[2]->kind != Value::Kind::String || p[4]->kind != Value::Kind::Int)
+    if (pid->kind != Value::Kind::Tuple || (p.size() != 5 && p.size() != 6) ||
+        p[0]->kind != Value::Kind::String || p[0]->text != "storage" ||
+        p[1]->kind != Value::Kind::Global || p[2]->kind != Value::Kind::String ||
+        p[4]->kind != Value::Kind::Int)
       fail("persistent id is not ('storage', storage_type, key, location, numel)");
+    if (p.size() == 6 && p[5]->kind != Value::Kind::None)
+      fail("storage '" + p[2]->text + "' is a view of another storage (files of PyTorch < 0.4 "
+           "are not supported)");
     const AllowedGlobal* type = find_allowed_global(p[1]->text);
     if (type->callable != Callable::StorageType)
       fail("persistent id names '" + p[1]->text + "', not a storage type");
     if (p[4]->integer < 0) fail("negative storage size");
     auto v = make_value(Value::Kind::Storage);
     v->storage = StorageRef{p[2]->text, type->dtype, p[4]->integer};
+    storages_.emplace(v->storage.key, v->storage);
     return v;
   }
 
   const std::string& path_;
-  const std::string& record_;
+  std::string record_;  // the pickle's name in messages
   const std::vector<uint8_t>& bytes_;
   size_t pos_ = 0, op_pos_ = 0;
   std::vector<std::unique_ptr<Value>> arena_;
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;  // stack sizes at each MARK
   std::unordered_map<uint64_t, ValuePtr> memo_;
+  std::map<std::string, StorageRef> storages_;
 };
 
 // ---------------------------------------------------------------------------
@@ -539,20 +558,17 @@ const Value& find_state_dict(const std::string& path, const Value& root) {
   }
 }
 
-// Storage records, read once each (tensors may share a storage).
+// Storage bytes by key, read once each (tensors may share a storage).
 class StorageReader {
  public:
-  StorageReader(const std::string& path, const ZipArchive& archive, const std::string& prefix)
-      : path_(path), archive_(archive), prefix_(prefix) {}
+  // fetch(key, tensor) returns the storage's bytes or throws naming what is missing.
+  using Fetch = std::function<std::vector<uint8_t>(const std::string&, const std::string&)>;
+  StorageReader(const std::string& path, Fetch fetch) : path_(path), fetch_(std::move(fetch)) {}
 
   const std::vector<uint8_t>& bytes(const StorageRef& storage, const std::string& tensor) {
     auto it = cache_.find(storage.key);
     if (it != cache_.end()) return it->second;
-    const std::string record = prefix_ + "data/" + storage.key;
-    if (!archive_.contains(record))
-      throw_checkpoint_error(path_, "storage key '" + storage.key + "' of tensor '" + tensor +
-                                        "' missing: no record '" + record + "' in the archive");
-    std::vector<uint8_t> data = archive_.read(record);
+    std::vector<uint8_t> data = fetch_(storage.key, tensor);
     const size_t element = stored_dtype_size(storage.dtype);
     if (static_cast<uint64_t>(storage.numel) > data.size() / element)
       throw_checkpoint_error(path_, "storage '" + storage.key + "' has " +
@@ -564,8 +580,7 @@ class StorageReader {
 
  private:
   const std::string& path_;
-  const ZipArchive& archive_;
-  std::string prefix_;
+  Fetch fetch_;
   std::map<std::string, std::vector<uint8_t>> cache_;
 };
 
@@ -605,6 +620,38 @@ std::string find_pickle_record(const std::string& path, const ZipArchive& archiv
                                "checkpoint");
 }
 
+// The state dict's tensors, materialized from their storages.
+TensorMap state_dict_tensors(const std::string& path, const Value& state, StorageReader& reader) {
+  TensorMap tensors;
+  for (const auto& [key, value] : state.entries)
+    if (key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor)
+      tensors[key->text] = materialize(path, reader, key->text, *value);
+  return strip_module_prefix(std::move(tensors));
+}
+
+std::vector<uint8_t> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_checkpoint_error(path, std::string("cannot open: ") + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  if (in.bad()) throw_checkpoint_error(path, "read error");
+  return bytes;
+}
+
+// The legacy format opens with pickle.dump(0x1950a86a20f9469cfc6c) at any
+// protocol >= 2: PROTO n, an optional FRAME, LONG1 of ten bytes, STOP.
+// Returns the offset after it, or 0 when the file does not start so.
+size_t legacy_magic_end(const std::vector<uint8_t>& bytes) {
+  static const uint8_t kMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                   0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+  size_t pos = 0;
+  if (bytes.size() < 2 || bytes[0] != 0x80 || bytes[1] < 2 || bytes[1] > 5) return 0;
+  pos = 2;
+  if (bytes.size() > pos && bytes[pos] == 0x95) pos += 9;  // FRAME and its 8-byte length
+  if (bytes.size() < pos + sizeof kMagic || std::memcmp(bytes.data() + pos, kMagic, sizeof kMagic))
+    return 0;
+  return pos + sizeof kMagic;
+}
+
 }  // namespace
 
 TensorMap load_torch_checkpoint(const std::string& path) {
@@ -621,12 +668,82 @@ TensorMap load_torch_checkpoint(const std::string& path) {
   Unpickler unpickler(path, record, pickle);
   const Value& state = find_state_dict(path, unpickler.run());
 
-  StorageReader reader(path, archive, prefix);
-  TensorMap tensors;
-  for (const auto& [key, value] : state.entries)
-    if (key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor)
-      tensors[key->text] = materialize(path, reader, key->text, *value);
-  return strip_module_prefix(std::move(tensors));
+  StorageReader reader(path, [&](const std::string& key, const std::string& tensor) {
+    const std::string storage_record = prefix + "data/" + key;
+    if (!archive.contains(storage_record))
+      throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
+                                       "' missing: no record '" + storage_record +
+                                       "' in the archive");
+    return archive.read(storage_record);
+  });
+  return state_dict_tensors(path, state, reader);
+}
+
+TensorMap load_legacy_torch_checkpoint(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_whole_file(path);
+  size_t pos = legacy_magic_end(bytes);
+  if (pos == 0)
+    throw_checkpoint_error(path, "does not start with the magic number of a legacy torch.save "
+                                 "file");
+  Unpickler version(path, "protocol version", bytes, pos);
+  const Value& protocol = version.run();
+  if (protocol.kind != Value::Kind::Int || protocol.integer != 1001)
+    throw_checkpoint_error(path, "legacy torch.save protocol version is not 1001");
+  Unpickler sys_info(path, "sys_info", bytes, version.end());
+  const Value& info = sys_info.run();
+  if (info.kind != Value::Kind::Dict)
+    throw_checkpoint_error(path, "legacy torch.save sys_info is not a dict");
+  for (const auto& [key, value] : info.entries)
+    if (key->kind == Value::Kind::String && key->text == "little_endian" &&
+        !(value->kind == Value::Kind::Bool && value->integer))
+      throw_checkpoint_error(path, "big-endian storages are not supported");
+
+  Unpickler object(path, "data", bytes, sys_info.end());
+  const Value& state = find_state_dict(path, object.run());
+
+  // Then the sorted list of storage keys and, in its order, each storage:
+  // its element count as an int64, then its bytes.
+  Unpickler key_list(path, "storage keys", bytes, object.end());
+  const Value& keys = key_list.run();
+  if (keys.kind != Value::Kind::List)
+    throw_checkpoint_error(path, "the legacy storage key list is not a list");
+  pos = key_list.end();
+  std::map<std::string, std::pair<size_t, size_t>> spans;  // key -> (offset, bytes)
+  for (const ValuePtr& key : keys.items) {
+    if (key->kind != Value::Kind::String)
+      throw_checkpoint_error(path, "a legacy storage key is not a string");
+    auto ref = object.storages().find(key->text);
+    if (ref == object.storages().end())
+      throw_checkpoint_error(path, "storage '" + key->text + "' is listed but never used, so its "
+                                   "element type is unknown");
+    int64_t numel = 0;
+    if (bytes.size() - pos < sizeof numel)
+      throw_checkpoint_error(path, "truncated: storage '" + key->text + "' has no size");
+    std::memcpy(&numel, bytes.data() + pos, sizeof numel);
+    pos += sizeof numel;
+    const size_t element = stored_dtype_size(ref->second.dtype);
+    if (numel != ref->second.numel)
+      throw_checkpoint_error(path, "storage '" + key->text + "' holds " + std::to_string(numel) +
+                                       " elements, its persistent id says " +
+                                       std::to_string(ref->second.numel));
+    if (static_cast<uint64_t>(numel) > (bytes.size() - pos) / element)
+      throw_checkpoint_error(path, "truncated: storage '" + key->text + "' needs " +
+                                       std::to_string(numel) + " " +
+                                       stored_dtype_name(ref->second.dtype) +
+                                       " elements, the file ends before");
+    spans[key->text] = {pos, static_cast<size_t>(numel) * element};
+    pos += static_cast<size_t>(numel) * element;
+  }
+
+  StorageReader reader(path, [&](const std::string& key, const std::string& tensor) {
+    auto span = spans.find(key);
+    if (span == spans.end())
+      throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
+                                       "' missing from the file's storage list");
+    const uint8_t* begin = bytes.data() + span->second.first;
+    return std::vector<uint8_t>(begin, begin + span->second.second);
+  });
+  return state_dict_tensors(path, state, reader);
 }
 
 }  // namespace pk

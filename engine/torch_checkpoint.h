@@ -1,8 +1,11 @@
-// PyTorch checkpoints written by torch.save (zip format, PyTorch >= 1.6),
-// read without Python.
+// PyTorch checkpoints written by torch.save, read without Python: the zip
+// format (PyTorch >= 1.6) and the legacy format before it.
 //
 // The archive holds <name>/data.pkl (the pickled object), <name>/data/<key>
-// (raw little-endian storage bytes) and <name>/version. data.pkl goes
+// (raw little-endian storage bytes) and <name>/version. A legacy file is one
+// stream: pickles of a magic number, the protocol version (1001) and
+// sys_info, the pickled object, the sorted list of storage keys, then each
+// storage as an int64 element count and its bytes. The pickled object goes
 // through a restricted unpickler: it understands the pickle opcodes a state
 // dict uses and knows exactly these globals:
 //   collections.OrderedDict, torch._utils._rebuild_tensor_v2,
@@ -27,5 +30,9 @@ namespace pk {
 // materialized contiguous from their (storage, offset, size, stride) views:
 // Float/Half/BFloat16/Double storages load as float32, Long/Int as int64.
 TensorMap load_torch_checkpoint(const std::string& path);
+
+// The same for a legacy (pre-zip) torch.save file, as PyTorch 0.4 to 1.5
+// wrote them and later versions do with _use_new_zipfile_serialization=False.
+TensorMap load_legacy_torch_checkpoint(const std::string& path);
 
 }  // namespace pk

@@ -1,7 +1,8 @@
 // Checkpoint formats: the fixtures' model.pth and model.safetensors against
 // each other, safetensors round trips and hand-written files (F16, BF16),
 // hand-made torch.save archives (strided views, wrappers, every storage
-// type) and the errors a bad file must give.
+// type), a legacy torch.save file written by PyTorch and hand-made ones,
+// and the errors a bad file must give.
 #include <doctest/doctest.h>
 #include <unistd.h>
 #include <zip.h>
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kModelsDir = std::string(PACKPTQ_FIXTURES_DIR) + "/models";
+const std::string kTestData = std::string(PACKPTQ_SOURCE_DIR) + "/tests/data";
 
 // A fresh directory, removed with everything in it at the end of the test.
 struct TempDir {
@@ -112,10 +114,11 @@ std::vector<std::string> keys(const TensorMap& tensors) {
 
 // ---- hand-made torch.save archives ----
 
-// Emits pickle protocol 2 opcodes, as torch.save does.
+// Emits pickle protocol 2 opcodes, as torch.save does; `legacy` gives
+// persistent ids the legacy format's sixth entry (no view: None).
 class PickleWriter {
  public:
-  PickleWriter() { bytes_ = "\x80\x02"; }
+  explicit PickleWriter(bool legacy = false) : legacy_(legacy) { bytes_ = "\x80\x02"; }
   PickleWriter& op(char opcode) { bytes_ += opcode; return *this; }
   PickleWriter& mark() { return op('('); }
   PickleWriter& str(const std::string& s) {
@@ -170,6 +173,7 @@ class PickleWriter {
                        int64_t offset, const Shape& size, const Shape& stride) {
     global("torch._utils", "_rebuild_tensor_v2").mark();
     mark().str("storage").global("torch", storage_type).str(key).str("cpu").integer(numel);
+    if (legacy_) op('N');
     op('t').op('Q');
     integer(offset).int_tuple(size).int_tuple(stride).op('\x89').ordered_dict();
     return op('t').op('R');
@@ -178,6 +182,7 @@ class PickleWriter {
   std::string unfinished() const { return bytes_; }
 
  private:
+  bool legacy_;
   std::string bytes_;
 };
 
@@ -207,6 +212,29 @@ void write_torch_archive(const std::string& path, const std::string& pickle,
 }
 
 const std::vector<float> kStorage0 = {0.0f, 1.5f, 3.0f, 4.5f, 6.0f, 7.5f, 9.0f, 10.5f};
+
+// A legacy torch.save stream: magic number, protocol version, sys_info, the
+// object's pickle, the storage key list, then each storage as an int64
+// element count and its bytes.
+struct LegacyStorage {
+  std::string key;
+  int64_t numel;
+  std::string bytes;
+};
+std::string legacy_file(const std::string& object_pickle, const std::vector<LegacyStorage>& storages,
+                        bool little_endian = true) {
+  PickleWriter info;
+  info.op('}').mark().str("protocol_version").integer(1001).str("little_endian");
+  info.op(little_endian ? '\x88' : '\x89').str("type_sizes").op('}').op('u');
+  PickleWriter key_list;
+  key_list.op(']').mark();
+  for (const LegacyStorage& s : storages) key_list.str(s.key);
+  key_list.op('e');
+  std::string out = std::string("\x80\x02\x8a\x0al\xfc\x9c" "F\xf9 j\xa8P\x19.", 15);
+  out += std::string("\x80\x02M\xe9\x03.", 6) + info.finish() + object_pickle + key_list.finish();
+  for (const LegacyStorage& s : storages) out += le64(static_cast<uint64_t>(s.numel)) + s.bytes;
+  return out;
+}
 
 }  // namespace
 
@@ -395,7 +423,8 @@ TEST_CASE("safetensors: bad files give errors naming the file and the problem") 
     noise[0] = 0x17;  // neither 'P' (zip) nor a pickle opcode
     write_bytes(path, noise);
     expect_error([&] { load_checkpoint(path); },
-                 {path, "not a PyTorch zip checkpoint and not a safetensors file"});
+                 {path, "not a PyTorch checkpoint (zip or legacy torch.save) and not a "
+                        "safetensors file"});
     expect_error([&] { load_safetensors(path); }, {path, "not safetensors"});
   }
   SUBCASE("offsets out of range") {
@@ -521,6 +550,94 @@ TEST_CASE("torch checkpoint: strided views, storage types, wrappers and prefixes
   }
 }
 
+// Written by PyTorch 1.13 with _use_new_zipfile_serialization=False
+// (tests/data/make_legacy_checkpoint.py).
+TEST_CASE("torch checkpoint: the legacy format as PyTorch writes it") {
+  const std::string path = kTestData + "/legacy_checkpoint.pth";
+  std::vector<float> halves(12);
+  for (int i = 0; i < 12; ++i) halves[i] = 0.5f * i;
+  std::vector<float> transposed;
+  for (int j = 0; j < 4; ++j)
+    for (int i = 0; i < 3; ++i) transposed.push_back(halves[i * 4 + j]);
+  for (const TensorMap& t : {load_legacy_torch_checkpoint(path), load_checkpoint(path)}) {
+    // Unwrapped from 'state_dict', the "module." prefix removed, the
+    // optimizer's storage skipped.
+    REQUIRE(keys(t) == std::vector<std::string>{"bf", "bn.num_batches_tracked", "conv.weight",
+                                                "conv.weight_t", "double", "half", "idx", "param",
+                                                "tail"});
+    CHECK(t.at("conv.weight").shape() == Shape{3, 4});
+    CHECK(t.at("conv.weight").to_vector() == halves);
+    CHECK(t.at("conv.weight_t").shape() == Shape{4, 3});
+    CHECK(t.at("conv.weight_t").to_vector() == transposed);
+    CHECK(t.at("tail").to_vector() == std::vector<float>{4.0f, 4.5f, 5.0f, 5.5f});
+    CHECK(t.at("half").to_vector() == std::vector<float>{1.0f, -2.0f, 0.5f});
+    CHECK(t.at("bf").to_vector() == std::vector<float>{1.0f, -2.5f});
+    CHECK(t.at("double").to_vector() == std::vector<float>{0.1f, -2.5f});
+    CHECK(t.at("idx").dtype() == DType::I64);
+    CHECK(t.at("idx").to_int64_vector() == std::vector<int64_t>{-7, 123456});
+    CHECK(t.at("bn.num_batches_tracked").shape() == Shape{});
+    CHECK(t.at("bn.num_batches_tracked").to_int64_vector() == std::vector<int64_t>{42});
+    CHECK(t.at("param").to_vector() == std::vector<float>{3.0f, 4.0f});
+  }
+}
+
+TEST_CASE("torch checkpoint: hand-made legacy files and their errors") {
+  TempDir dir;
+  const std::string path = dir.file("legacy.pth");
+  // OrderedDict(w: view of storage "7" at offset 2, n: storage "3")
+  PickleWriter p(/*legacy=*/true);
+  p.ordered_dict().mark();
+  p.str("w").tensor("FloatStorage", "7", 8, 2, {2, 2}, {2, 1});
+  p.str("n").tensor("LongStorage", "3", 1, 0, {}, {});
+  p.op('u');
+  const std::string object = p.finish();
+  const std::vector<LegacyStorage> storages = {{"3", 1, le64(5)}, {"7", 8, raw(kStorage0)}};
+
+  write_bytes(path, legacy_file(object, storages));
+  const TensorMap t = load_checkpoint(path);
+  CHECK(keys(t) == std::vector<std::string>{"n", "w"});
+  CHECK(t.at("w").to_vector() == std::vector<float>{3.0f, 4.5f, 6.0f, 7.5f});
+  CHECK(t.at("n").to_int64_vector() == std::vector<int64_t>{5});
+
+  SUBCASE("big-endian writer") {
+    write_bytes(path, legacy_file(object, storages, /*little_endian=*/false));
+    expect_error([&] { load_checkpoint(path); }, {path, "big-endian"});
+  }
+  SUBCASE("element count differs from the persistent id") {
+    write_bytes(path, legacy_file(object, {{"3", 1, le64(5)}, {"7", 9, raw(kStorage0) + "abcd"}}));
+    expect_error([&] { load_checkpoint(path); }, {path, "storage '7' holds 9 elements", "8"});
+  }
+  SUBCASE("file ends inside a storage") {
+    std::string bytes = legacy_file(object, storages);
+    write_bytes(path, bytes.substr(0, bytes.size() - 3));
+    expect_error([&] { load_checkpoint(path); }, {path, "truncated: storage '7'"});
+  }
+  SUBCASE("file ends before a storage's size") {
+    std::string bytes = legacy_file(object, storages);
+    write_bytes(path, bytes.substr(0, bytes.size() - 32 - 4));
+    expect_error([&] { load_checkpoint(path); }, {path, "truncated: storage '7' has no size"});
+  }
+  SUBCASE("a listed storage no persistent id names") {
+    write_bytes(path, legacy_file(object, {{"3", 1, le64(5)}, {"5", 1, le64(1)}, {"7", 8,
+                                                                                raw(kStorage0)}}));
+    expect_error([&] { load_checkpoint(path); }, {path, "storage '5' is listed but never used"});
+  }
+  SUBCASE("a tensor's storage missing from the list") {
+    write_bytes(path, legacy_file(object, {{"3", 1, le64(5)}}));
+    expect_error([&] { load_checkpoint(path); },
+                 {path, "storage key '7' of tensor 'w' missing from the file's storage list"});
+  }
+  SUBCASE("a view of another storage (PyTorch < 0.4)") {
+    PickleWriter v(/*legacy=*/false);
+    v.ordered_dict().str("w").global("torch._utils", "_rebuild_tensor_v2").mark();
+    v.mark().str("storage").global("torch", "FloatStorage").str("7").str("cpu").integer(8);
+    v.mark().str("6").integer(0).integer(8).op('t').op('t').op('Q');
+    v.integer(0).int_tuple({8}).int_tuple({1}).op('\x89').ordered_dict().op('t').op('R').op('s');
+    write_bytes(path, legacy_file(v.finish(), {{"7", 8, raw(kStorage0)}}));
+    expect_error([&] { load_checkpoint(path); }, {path, "view of another storage"});
+  }
+}
+
 TEST_CASE("torch checkpoint: nested wrappers and partial module. prefixes") {
   TempDir dir;
   const std::string path = dir.file("nested.pth");
@@ -594,9 +711,20 @@ TEST_CASE("torch checkpoint: bad archives give errors naming the file and the pr
     write_bytes(path, noise);
     expect_error([&] { load_torch_checkpoint(path); }, {path, "not a readable zip archive"});
   }
-  SUBCASE("legacy (pre-zip) torch.save file") {
-    write_bytes(path, "\x80\x02\x8a\x0alZ\xfc\x9c" "F\xf9 j\xa8P\x19.");  // its magic number
-    expect_error([&] { load_checkpoint(path); }, {path, "legacy torch.save format"});
+  SUBCASE("legacy torch.save file cut after its magic number") {
+    write_bytes(path, "\x80\x02\x8a\x0al\xfc\x9c" "F\xf9 j\xa8P\x19.");
+    expect_error([&] { load_checkpoint(path); }, {path, "protocol version", "truncated pickle"});
+  }
+  SUBCASE("a pickle that is not a legacy torch.save file") {
+    write_bytes(path, "\x80\x02}q\x00.");
+    expect_error([&] { load_checkpoint(path); }, {path, "magic number of a legacy torch.save"});
+  }
+  SUBCASE("tar archive of PyTorch < 0.4") {
+    std::string tar(1024, '\0');
+    tar.replace(0, 8, "sys_info");
+    tar.replace(257, 6, std::string("ustar\0", 6));
+    write_bytes(path, tar);
+    expect_error([&] { load_checkpoint(path); }, {path, "tar archive", "PyTorch 0.4"});
   }
   SUBCASE("zip without data.pkl") {
     write_zip(path, {{"readme.txt", "hello"}});
@@ -697,6 +825,13 @@ TEST_CASE("corrupted headers and pickles raise errors, never crash") {
   for (int trial = 0; trial < 300; ++trial) {
     write_torch_archive(torch_path, corrupt(pickle, 2, pickle.size()),
                         {{"0", raw(kStorage0)}, {"1", std::string(6, '\0')}});
+    load_or_runtime_error(torch_path);
+  }
+
+  // The legacy format has no archive around it: any byte may be hit.
+  const std::string legacy = read_bytes(kTestData + "/legacy_checkpoint.pth");
+  for (int trial = 0; trial < 300; ++trial) {
+    write_bytes(torch_path, corrupt(legacy, 0, legacy.size()));
     load_or_runtime_error(torch_path);
   }
 }

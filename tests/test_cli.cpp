@@ -302,34 +302,34 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
 TEST_CASE("load_model: Swin checkpoints in the layout of timm < 0.9 load as timm 1.0.9's") {
   TempDir temp{kTempTag};
   const std::string fixture = "swin_t32";
-  TensorMap legacy;
+  TensorMap old_layout;
   for (auto& [name, tensor] : load_checkpoint(weights_of(fixture, "model.safetensors"))) {
     std::string key = name;
     for (const char* stage : {"1", "2"})
       if (key.rfind("layers." + std::string(stage) + ".downsample.", 0) == 0)
         key = "layers." + std::to_string(std::stoi(stage) - 1) + key.substr(8);
     if (key.rfind("head.fc.", 0) == 0) key = "head." + key.substr(8);
-    legacy.emplace(key, tensor);
+    old_layout.emplace(key, tensor);
   }
   for (int stage = 0; stage < 3; ++stage)
     for (int block = 0; block < 2; ++block) {
       const std::string p = "layers." + std::to_string(stage) + ".blocks." + std::to_string(block);
-      legacy.emplace(p + ".attn.relative_position_index",
+      old_layout.emplace(p + ".attn.relative_position_index",
                      Tensor::from_int64(std::vector<int64_t>(256, 7), {16, 16}));
-      if (block == 1 && stage < 2) legacy.emplace(p + ".attn_mask", Tensor::zeros({16, 16, 16}));
+      if (block == 1 && stage < 2) old_layout.emplace(p + ".attn_mask", Tensor::zeros({16, 16, 16}));
     }
-  REQUIRE(legacy.count("layers.0.downsample.reduction.weight"));
-  REQUIRE(legacy.count("head.weight"));
-  REQUIRE_FALSE(legacy.count("layers.2.downsample.norm.weight"));
-  const fs::path file = temp.path / "swin_legacy.safetensors";
-  save_safetensors(file.string(), legacy);
+  REQUIRE(old_layout.count("layers.0.downsample.reduction.weight"));
+  REQUIRE(old_layout.count("head.weight"));
+  REQUIRE_FALSE(old_layout.count("layers.2.downsample.norm.weight"));
+  const fs::path file = temp.path / "swin_old_layout.safetensors";
+  save_safetensors(file.string(), old_layout);
 
   // The names alone do not fit; adapted, every tensor lands where the
   // timm 1.0.9 file puts it.
   std::shared_ptr<Net> current =
       load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
   CHECK_FALSE(create_net(model_name_of(fixture), read_json(config_of(fixture)))
-                  ->load_state_dict(legacy, false)
+                  ->load_state_dict(old_layout, false)
                   .ok());
   std::shared_ptr<Net> adapted = load_model(model_name_of(fixture), config_of(fixture), file.string());
   expect_same_tensors(adapted->state_dict(), current->state_dict());

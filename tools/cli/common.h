@@ -17,8 +17,9 @@
 namespace pk::cli {
 
 // Builds `model_name` (configured by the config.json at `model_config_path`
-// when not empty), loads `weights_path` (torch.save zip or safetensors)
-// strictly and switches the net to eval mode. Throws UsageError for an
+// when not empty), loads `weights_path` (torch.save, zip or legacy, or
+// safetensors; names adapted by Net::adapt_checkpoint) strictly and switches
+// the net to eval mode. Throws UsageError for an
 // unknown model name or an empty weights path, std::runtime_error naming the
 // file for an unreadable or malformed config, a config whose model_name
 // disagrees, or a checkpoint that does not fit the model.

@@ -23,7 +23,7 @@ void declare_flags(FlagSet& flags) {
   for (const auto& name : model_names()) names += (names.empty() ? "" : ", ") + name;
   flags.add_string("model_name", "", "architecture (required unless --quantized): " + names);
   flags.add_string("weights", "",
-                   "checkpoint (required unless --quantized): torch.save zip (.pth) or .safetensors");
+                   "checkpoint (required unless --quantized): torch.save file (.pth, .pth.tar) or .safetensors");
   flags.add_string("model_config", "",
                    "config.json with the settings that differ from --model_name's standard ones");
   flags.add_string("dataset_path", "", "ImageFolder root holding <split>/<class>/*.jpg (required)");
