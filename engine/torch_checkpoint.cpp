@@ -643,9 +643,8 @@ std::vector<uint8_t> read_whole_file(const std::string& path) {
 size_t legacy_magic_end(const std::vector<uint8_t>& bytes) {
   static const uint8_t kMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                    0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
-  size_t pos = 0;
   if (bytes.size() < 2 || bytes[0] != 0x80 || bytes[1] < 2 || bytes[1] > 5) return 0;
-  pos = 2;
+  size_t pos = 2;
   if (bytes.size() > pos && bytes[pos] == 0x95) pos += 9;  // FRAME and its 8-byte length
   if (bytes.size() < pos + sizeof kMagic || std::memcmp(bytes.data() + pos, kMagic, sizeof kMagic))
     return 0;

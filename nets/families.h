@@ -36,4 +36,9 @@ T config_value(const nlohmann::json& cfg, const std::string& key, const T& fallb
 // override `defaults`.
 Preprocess parse_preprocess(const nlohmann::json& cfg, Preprocess defaults);
 
+// For checkpoint names "<prefix><index>.<rest>": true with `index` and
+// `rest` set when `key` has that form (index: 1 to 9 decimal digits).
+bool split_indexed_name(const std::string& key, const std::string& prefix, int64_t& index,
+                        std::string& rest);
+
 }  // namespace pk

@@ -6,7 +6,9 @@
 //
 // Units: "features.0" (before), every InvertedResidual (blocks),
 // "features.N+1" and "classifier" (after).
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/rng.h"
@@ -142,6 +144,45 @@ class MobileNetV2 : public Net {
     auto classifier = register_module("classifier", std::make_shared<Module>());
     fc_ = classifier->register_module("1", std::make_shared<Linear>(c.last_channel, c.num_classes));
     add_unit("classifier", UnitKind::After, {"classifier.1"});
+  }
+
+  // torchvision's MobileNetV2 (the same network at width 1.0) nests the
+  // conv and BN of each expand and depthwise step in a Sequential of its own
+  // ("conv.<i>.0", "conv.<i>.1") and numbers the projection conv and its BN
+  // after them ("conv.<g>", "conv.<g + 1>" with g such groups); BRECQ counts
+  // the ReLU6 slots instead (see InvertedResidual).
+  TensorMap adapt_checkpoint(TensorMap tensors) const override {
+    auto nested = [](const std::string& key, int64_t& block, int64_t& group, int64_t& layer,
+                     std::string& param) {
+      std::string rest;
+      return split_indexed_name(key, "features.", block, rest) &&
+             split_indexed_name(rest, "conv.", group, rest) &&
+             split_indexed_name(rest, "", layer, param);
+    };
+    std::map<int64_t, int64_t> groups;  // block -> number of nested groups
+    for (const auto& [name, t] : tensors) {
+      int64_t block = 0, group = 0, layer = 0;
+      std::string param;
+      if (nested(name, block, group, layer, param))
+        groups[block] = std::max(groups[block], group + 1);
+    }
+    if (groups.empty()) return tensors;
+    TensorMap out;
+    for (auto& [name, t] : tensors) {
+      int64_t block = 0, group = 0, layer = 0;
+      std::string rest, param, key = name;
+      if (nested(name, block, group, layer, param)) {
+        key = "features." + std::to_string(block) + ".conv." + std::to_string(3 * group + layer) +
+              "." + param;
+      } else if (split_indexed_name(name, "features.", block, rest) && groups.count(block) &&
+                 split_indexed_name(rest, "conv.", layer, param)) {
+        const int64_t g = groups[block];
+        key = "features." + std::to_string(block) + ".conv." + std::to_string(3 * g + layer - g) +
+              "." + param;
+      }
+      out.emplace(std::move(key), t);
+    }
+    return out;
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {

@@ -78,4 +78,16 @@ std::shared_ptr<Net> create_net(const std::string& model_name) {
   return create_net(model_name, nlohmann::json::object());
 }
 
+bool split_indexed_name(const std::string& key, const std::string& prefix, int64_t& index,
+                        std::string& rest) {
+  if (key.compare(0, prefix.size(), prefix) != 0) return false;
+  const size_t digits = key.find_first_not_of("0123456789", prefix.size());
+  if (digits == std::string::npos || key[digits] != '.' || digits == prefix.size() ||
+      digits - prefix.size() > 9)
+    return false;
+  index = std::stoll(key.substr(prefix.size(), digits - prefix.size()));
+  rest = key.substr(digits + 1);
+  return true;
+}
+
 }  // namespace pk

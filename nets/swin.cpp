@@ -314,15 +314,11 @@ class SwinTransformer : public Net {
       if (starts(name, "layers.") &&
           (ends(name, ".attn.relative_position_index") || ends(name, ".attn_mask")))
         continue;
-      std::string key = name;
-      const size_t dot = key.find('.', 7);
-      if (merge_at_stage_end && starts(key, "layers.") && dot != std::string::npos &&
-          starts(key.substr(dot), ".downsample.")) {
-        const std::string stage = key.substr(7, dot - 7);
-        if (!stage.empty() && stage.size() < 10 &&
-            stage.find_first_not_of("0123456789") == std::string::npos)
-          key = "layers." + std::to_string(std::stoll(stage) + 1) + key.substr(dot);
-      }
+      std::string key = name, rest;
+      int64_t stage = 0;
+      if (merge_at_stage_end && split_indexed_name(key, "layers.", stage, rest) &&
+          starts(rest, "downsample."))
+        key = "layers." + std::to_string(stage + 1) + "." + rest;
       if (!head_fc && (key == "head.weight" || key == "head.bias")) key = "head.fc." + key.substr(5);
       out.emplace(std::move(key), t);
     }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/autograd.h"
@@ -296,11 +297,29 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
   CHECK_MESSAGE(standard.find("--model_config") != std::string::npos, standard);
 }
 
+// A fixture's tensors under another release's names load, adapted, to
+// exactly the fixture's; the names alone do not fit, and the fixture's own
+// names pass unchanged.
+void check_renamed_checkpoint(const std::string& fixture, const TensorMap& renamed) {
+  TempDir temp{kTempTag};
+  const fs::path file = temp.path / "renamed.safetensors";
+  save_safetensors(file.string(), renamed);
+  std::shared_ptr<Net> current =
+      load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
+  CHECK_FALSE(create_net(model_name_of(fixture), read_json(config_of(fixture)))
+                  ->load_state_dict(renamed, false)
+                  .ok());
+  std::shared_ptr<Net> adapted =
+      load_model(model_name_of(fixture), config_of(fixture), file.string());
+  expect_same_tensors(adapted->state_dict(), current->state_dict());
+  const TensorMap as_saved = load_checkpoint(weights_of(fixture, "model.safetensors"));
+  expect_same_tensors(current->adapt_checkpoint(as_saved), as_saved);
+}
+
 // swin_t32 as timm before 0.9 and the original Swin release store it: the
 // patch merging of stage i + 1 at the end of stage i, the classifier as
 // "head", and the derived index and mask buffers in the file.
 TEST_CASE("load_model: Swin checkpoints in the layout of timm < 0.9 load as timm 1.0.9's") {
-  TempDir temp{kTempTag};
   const std::string fixture = "swin_t32";
   TensorMap old_layout;
   for (auto& [name, tensor] : load_checkpoint(weights_of(fixture, "model.safetensors"))) {
@@ -315,27 +334,45 @@ TEST_CASE("load_model: Swin checkpoints in the layout of timm < 0.9 load as timm
     for (int block = 0; block < 2; ++block) {
       const std::string p = "layers." + std::to_string(stage) + ".blocks." + std::to_string(block);
       old_layout.emplace(p + ".attn.relative_position_index",
-                     Tensor::from_int64(std::vector<int64_t>(256, 7), {16, 16}));
+                         Tensor::from_int64(std::vector<int64_t>(256, 7), {16, 16}));
       if (block == 1 && stage < 2) old_layout.emplace(p + ".attn_mask", Tensor::zeros({16, 16, 16}));
     }
   REQUIRE(old_layout.count("layers.0.downsample.reduction.weight"));
   REQUIRE(old_layout.count("head.weight"));
   REQUIRE_FALSE(old_layout.count("layers.2.downsample.norm.weight"));
-  const fs::path file = temp.path / "swin_old_layout.safetensors";
-  save_safetensors(file.string(), old_layout);
+  check_renamed_checkpoint(fixture, old_layout);
+}
 
-  // The names alone do not fit; adapted, every tensor lands where the
-  // timm 1.0.9 file puts it.
-  std::shared_ptr<Net> current =
-      load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
-  CHECK_FALSE(create_net(model_name_of(fixture), read_json(config_of(fixture)))
-                  ->load_state_dict(old_layout, false)
-                  .ok());
-  std::shared_ptr<Net> adapted = load_model(model_name_of(fixture), config_of(fixture), file.string());
-  expect_same_tensors(adapted->state_dict(), current->state_dict());
-  // A timm 1.0.9 file passes unchanged.
-  const TensorMap as_saved = load_checkpoint(weights_of(fixture, "model.safetensors"));
-  expect_same_tensors(current->adapt_checkpoint(as_saved), as_saved);
+// mobilenetv2_w050 under torchvision's MobileNetV2 names: each expand and
+// depthwise conv with its BN in a nested Sequential, the projection after.
+TEST_CASE("load_model: MobileNetV2 checkpoints with torchvision's names load as BRECQ's") {
+  const std::string fixture = "mobilenetv2_w050";
+  const TensorMap brecq = load_checkpoint(weights_of(fixture, "model.safetensors"));
+  // BRECQ's conv.<slot> -> torchvision's, for blocks with and without the expand conv.
+  const std::map<std::string, std::string> expand = {{"0", "0.0"}, {"1", "0.1"}, {"3", "1.0"},
+                                                     {"4", "1.1"}, {"6", "2"},   {"7", "3"}};
+  const std::map<std::string, std::string> no_expand = {
+      {"0", "0.0"}, {"1", "0.1"}, {"3", "1"}, {"4", "2"}};
+  TensorMap torchvision;
+  int renamed = 0;
+  for (auto& [name, tensor] : brecq) {
+    std::string key = name;
+    const size_t conv = key.find(".conv.");
+    if (conv != std::string::npos) {
+      const std::string block = key.substr(0, conv);
+      const bool has_expand = brecq.count(block + ".conv.6.weight") > 0;
+      const size_t slot_end = key.find('.', conv + 6);
+      const std::string slot = key.substr(conv + 6, slot_end - conv - 6);
+      key = block + ".conv." + (has_expand ? expand : no_expand).at(slot) + key.substr(slot_end);
+      ++renamed;
+    }
+    torchvision.emplace(key, tensor);
+  }
+  REQUIRE(renamed > 0);
+  REQUIRE(torchvision.count("features.1.conv.1.weight"));  // t = 1: the projection conv
+  REQUIRE(torchvision.at("features.1.conv.1.weight").dim() == 4);
+  REQUIRE(torchvision.count("features.2.conv.1.0.weight"));  // the depthwise conv
+  check_renamed_checkpoint(fixture, torchvision);
 }
 
 TEST_CASE("packptq eval: bad input fails with an exit code and writes no report") {
