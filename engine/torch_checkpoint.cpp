@@ -542,15 +542,16 @@ const Value& find_state_dict(const std::string& path, const Value& root) {
                                        ", not a state dict");
     if (has_tensor_values(*v)) return *v;
     const Value* inner = nullptr;
-    for (const char* wrapper : {"model", "state_dict", "model_state_dict"})
+    // 'model_state': pycls, whose RegNet names BRECQ keeps.
+    for (const char* wrapper : {"model", "state_dict", "model_state_dict", "model_state"})
       for (const auto& [key, value] : v->entries)
         if (!inner && key->kind == Value::Kind::String && key->text == wrapper &&
             value->kind == Value::Kind::Dict)
           inner = value;
     if (!inner)
       throw_checkpoint_error(path, "no tensors found: the pickled dict is neither a state dict "
-                                   "nor holds one under 'model', 'state_dict' or "
-                                   "'model_state_dict'");
+                                   "nor holds one under 'model', 'state_dict', "
+                                   "'model_state_dict' or 'model_state'");
     if (depth == kMaxWrapperDepth)
       throw_checkpoint_error(path, "state dict wrappers nested deeper than " +
                                        std::to_string(kMaxWrapperDepth) + " levels");

@@ -24,8 +24,8 @@ namespace pk {
 
 // Loads the state dict of a torch.save checkpoint. The pickled object may be
 // the state dict itself (an OrderedDict, its `_metadata` attribute ignored)
-// or a dict wrapping it under 'model', 'state_dict' or 'model_state_dict'
-// (nested wrappers are followed); non-tensor entries (epoch, best_acc1, ...)
+// or a dict wrapping it under 'model', 'state_dict', 'model_state_dict' or
+// 'model_state' (pycls; nested wrappers are followed); non-tensor entries (epoch, best_acc1, ...)
 // are skipped, a "module." prefix on every key is removed. Tensors are
 // materialized contiguous from their (storage, offset, size, stride) views:
 // Float/Half/BFloat16/Double storages load as float32, Long/Int as int64.

@@ -638,7 +638,7 @@ TEST_CASE("torch checkpoint: hand-made legacy files and their errors") {
   }
 }
 
-TEST_CASE("torch checkpoint: nested wrappers and partial module. prefixes") {
+TEST_CASE("torch checkpoint: nested wrappers, pycls's model_state, partial module. prefixes") {
   TempDir dir;
   const std::string path = dir.file("nested.pth");
   // {'model': {'state_dict': {'module.a': t, 'b': t}}, 'optimizer': {'w': t}}
@@ -654,6 +654,17 @@ TEST_CASE("torch checkpoint: nested wrappers and partial module. prefixes") {
   // Only some keys carry the prefix: all are kept as they are.
   CHECK(keys(t) == std::vector<std::string>{"b", "module.a"});
   CHECK(t.at("b").to_vector() == std::vector<float>{3.0f, 4.5f});
+
+  // pycls: {'epoch': 99, 'model_state': ..., 'optimizer_state': {...}, 'cfg': yaml text}
+  PickleWriter q;
+  q.op('}').mark().str("epoch").integer(99).str("model_state").ordered_dict().mark();
+  q.str("stem.conv.weight").tensor("FloatStorage", "0", 8, 0, {2, 2}, {2, 1});
+  q.op('u').str("optimizer_state").op('}').str("w").tensor("FloatStorage", "0", 8, 4, {4}, {1});
+  q.op('s').str("cfg").str("MODEL:\n  TYPE: regnet\n").op('u');
+  write_torch_archive(path, q.finish(), {{"0", raw(kStorage0)}});
+  const TensorMap pycls = load_checkpoint(path);
+  CHECK(keys(pycls) == std::vector<std::string>{"stem.conv.weight"});
+  CHECK(pycls.at("stem.conv.weight").to_vector() == std::vector<float>{0.0f, 1.5f, 3.0f, 4.5f});
 }
 
 TEST_CASE("torch checkpoint: forbidden globals are refused, never run") {
