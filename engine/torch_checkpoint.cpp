@@ -1,13 +1,15 @@
 #include "engine/torch_checkpoint.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zip.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -17,6 +19,15 @@
 namespace pk {
 
 namespace {
+
+// Bytes owned elsewhere: a zip record read into a vector, or a mapped file.
+struct ByteView {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  ByteView() = default;
+  ByteView(const uint8_t* d, size_t n) : data(d), size(n) {}
+  explicit ByteView(const std::vector<uint8_t>& v) : data(v.data()), size(v.size()) {}
+};
 
 // ---------------------------------------------------------------------------
 // Zip archive access (libzip)
@@ -156,8 +167,7 @@ const AllowedGlobal* find_allowed_global(const std::string& name) {
 class Unpickler {
  public:
   // Reads one pickle starting at byte `start` of `bytes`.
-  Unpickler(const std::string& path, const std::string& record, const std::vector<uint8_t>& bytes,
-            size_t start = 0)
+  Unpickler(const std::string& path, const std::string& record, ByteView bytes, size_t start = 0)
       : path_(path), record_(record), bytes_(bytes), pos_(start) {}
 
   // Where the pickle ended: the byte after its STOP.
@@ -292,8 +302,8 @@ class Unpickler {
 
   // ---- reading the byte stream ----
   const uint8_t* take(uint64_t n) {
-    if (n > bytes_.size() - pos_) fail("truncated pickle (data ends before STOP)");
-    const uint8_t* p = bytes_.data() + pos_;
+    if (n > bytes_.size - pos_) fail("truncated pickle (data ends before STOP)");
+    const uint8_t* p = bytes_.data + pos_;
     pos_ += n;
     return p;
   }
@@ -318,8 +328,8 @@ class Unpickler {
   }
 
   std::string line() {
-    const uint8_t* begin = bytes_.data() + pos_;
-    const void* end = std::memchr(begin, '\n', bytes_.size() - pos_);
+    const uint8_t* begin = bytes_.data + pos_;
+    const void* end = std::memchr(begin, '\n', bytes_.size - pos_);
     if (!end) fail("truncated pickle (GLOBAL name without newline)");
     const size_t n = static_cast<const uint8_t*>(end) - begin;
     take(n + 1);
@@ -514,7 +524,7 @@ class Unpickler {
 
   const std::string& path_;
   std::string record_;  // the pickle's name in messages
-  const std::vector<uint8_t>& bytes_;
+  const ByteView bytes_;
   size_t pos_ = 0, op_pos_ = 0;
   std::vector<std::unique_ptr<Value>> arena_;
   std::vector<ValuePtr> stack_;
@@ -559,35 +569,46 @@ const Value& find_state_dict(const std::string& path, const Value& root) {
   }
 }
 
-// Storage bytes by key, read once each (tensors may share a storage).
+// Storage bytes by key, fetched once each (tensors may share a storage).
 class StorageReader {
  public:
-  // fetch(key, tensor) returns the storage's bytes or throws naming what is missing.
-  using Fetch = std::function<std::vector<uint8_t>(const std::string&, const std::string&)>;
+  // fetch(key, tensor, owned) returns the storage's bytes, read into `owned`
+  // unless they are in memory already, or throws naming what is missing.
+  using Fetch =
+      std::function<ByteView(const std::string&, const std::string&, std::vector<uint8_t>&)>;
   StorageReader(const std::string& path, Fetch fetch) : path_(path), fetch_(std::move(fetch)) {}
 
-  const std::vector<uint8_t>& bytes(const StorageRef& storage, const std::string& tensor) {
+  ByteView bytes(const StorageRef& storage, const std::string& tensor) {
     auto it = cache_.find(storage.key);
-    if (it != cache_.end()) return it->second;
-    std::vector<uint8_t> data = fetch_(storage.key, tensor);
+    if (it != cache_.end()) return it->second.view;
+    Entry entry;
+    entry.view = fetch_(storage.key, tensor, entry.owned);
     const size_t element = stored_dtype_size(storage.dtype);
-    if (static_cast<uint64_t>(storage.numel) > data.size() / element)
+    if (static_cast<uint64_t>(storage.numel) > entry.view.size / element)
       throw_checkpoint_error(path_, "storage '" + storage.key + "' has " +
-                                        std::to_string(data.size()) + " bytes, too small for its " +
+                                        std::to_string(entry.view.size) +
+                                        " bytes, too small for its " +
                                         std::to_string(storage.numel) + " " +
                                         stored_dtype_name(storage.dtype) + " elements");
-    return cache_.emplace(storage.key, std::move(data)).first->second;
+    // Moving the vector keeps its buffer, so a view of `owned` stays valid.
+    return cache_.emplace(storage.key, std::move(entry)).first->second.view;
   }
+  // Frees a storage read into memory once no tensor needs it any more.
+  void release(const std::string& key) { cache_.erase(key); }
 
  private:
+  struct Entry {
+    std::vector<uint8_t> owned;
+    ByteView view;
+  };
   const std::string& path_;
   Fetch fetch_;
-  std::map<std::string, std::vector<uint8_t>> cache_;
+  std::map<std::string, Entry> cache_;
 };
 
 Tensor materialize(const std::string& path, StorageReader& reader, const std::string& name,
                    const Value& t) {
-  const std::vector<uint8_t>& bytes = reader.bytes(t.storage, name);
+  const ByteView bytes = reader.bytes(t.storage, name);
   const std::string view = "size " + shape_str(t.size) + ", stride " + shape_str(t.stride) +
                            ", storage offset " + std::to_string(t.offset);
   // Last element read: offset + sum (size_d - 1) * stride_d (sizes, strides >= 0).
@@ -606,7 +627,7 @@ Tensor materialize(const std::string& path, StorageReader& reader, const std::st
     throw_checkpoint_error(path, "storage '" + t.storage.key + "' too small for tensor '" + name +
                                      "' (" + view + "): it reads element " + std::to_string(last) +
                                      " of " + std::to_string(t.storage.numel));
-  return decode_strided(bytes.data(), t.storage.dtype, t.size, t.stride, t.offset);
+  return decode_strided(bytes.data, t.storage.dtype, t.size, t.stride, t.offset);
 }
 
 // "<archive>/data.pkl": torch.save names the top folder after the file.
@@ -621,33 +642,68 @@ std::string find_pickle_record(const std::string& path, const ZipArchive& archiv
                                "checkpoint");
 }
 
-// The state dict's tensors, materialized from their storages.
+// The state dict's tensors, materialized from their storages. Each storage
+// is released after its last tensor, so loading needs about the tensors'
+// size, not twice it.
 TensorMap state_dict_tensors(const std::string& path, const Value& state, StorageReader& reader) {
+  auto is_tensor = [](const auto& entry) {
+    return entry.first->kind == Value::Kind::String && entry.second->kind == Value::Kind::Tensor;
+  };
+  std::map<std::string, int> uses;
+  for (const auto& entry : state.entries)
+    if (is_tensor(entry)) ++uses[entry.second->storage.key];
   TensorMap tensors;
-  for (const auto& [key, value] : state.entries)
-    if (key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor)
-      tensors[key->text] = materialize(path, reader, key->text, *value);
+  for (const auto& entry : state.entries) {
+    if (!is_tensor(entry)) continue;
+    const Value& tensor = *entry.second;
+    tensors[entry.first->text] = materialize(path, reader, entry.first->text, tensor);
+    if (--uses[tensor.storage.key] == 0) reader.release(tensor.storage.key);
+  }
   return strip_module_prefix(std::move(tensors));
 }
 
-std::vector<uint8_t> read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_checkpoint_error(path, std::string("cannot open: ") + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
-  if (in.bad()) throw_checkpoint_error(path, "read error");
-  return bytes;
-}
+// A file mapped read-only: the legacy format's storages are decoded in
+// place, so loading holds the tensors and no second copy of the file.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_checkpoint_error(path, std::string("cannot open: ") + std::strerror(errno));
+    struct stat info {};
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+      close(fd);
+      throw_checkpoint_error(path, "not a regular file");
+    }
+    size_ = static_cast<size_t>(info.st_size);
+    void* mapped = size_ > 0 ? mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+    const int error = errno;
+    close(fd);
+    if (mapped == MAP_FAILED)
+      throw_checkpoint_error(path, std::string("cannot map: ") + std::strerror(error));
+    data_ = static_cast<const uint8_t*>(mapped);
+  }
+  ~MappedFile() {
+    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ByteView bytes() const { return {data_, size_}; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // The legacy format opens with pickle.dump(0x1950a86a20f9469cfc6c) at any
 // protocol >= 2: PROTO n, an optional FRAME, LONG1 of ten bytes, STOP.
 // Returns the offset after it, or 0 when the file does not start so.
-size_t legacy_magic_end(const std::vector<uint8_t>& bytes) {
+size_t legacy_magic_end(ByteView bytes) {
   static const uint8_t kMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                    0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
-  if (bytes.size() < 2 || bytes[0] != 0x80 || bytes[1] < 2 || bytes[1] > 5) return 0;
+  if (bytes.size < 2 || bytes.data[0] != 0x80 || bytes.data[1] < 2 || bytes.data[1] > 5) return 0;
   size_t pos = 2;
-  if (bytes.size() > pos && bytes[pos] == 0x95) pos += 9;  // FRAME and its 8-byte length
-  if (bytes.size() < pos + sizeof kMagic || std::memcmp(bytes.data() + pos, kMagic, sizeof kMagic))
+  if (bytes.size > pos && bytes.data[pos] == 0x95) pos += 9;  // FRAME and its 8-byte length
+  if (bytes.size < pos + sizeof kMagic || std::memcmp(bytes.data + pos, kMagic, sizeof kMagic))
     return 0;
   return pos + sizeof kMagic;
 }
@@ -665,22 +721,25 @@ TensorMap load_torch_checkpoint(const std::string& path) {
   }
 
   const std::vector<uint8_t> pickle = archive.read(record);
-  Unpickler unpickler(path, record, pickle);
+  Unpickler unpickler(path, record, ByteView(pickle));
   const Value& state = find_state_dict(path, unpickler.run());
 
-  StorageReader reader(path, [&](const std::string& key, const std::string& tensor) {
+  StorageReader reader(path, [&](const std::string& key, const std::string& tensor,
+                                 std::vector<uint8_t>& owned) {
     const std::string storage_record = prefix + "data/" + key;
     if (!archive.contains(storage_record))
       throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
                                        "' missing: no record '" + storage_record +
                                        "' in the archive");
-    return archive.read(storage_record);
+    owned = archive.read(storage_record);
+    return ByteView(owned);
   });
   return state_dict_tensors(path, state, reader);
 }
 
 TensorMap load_legacy_torch_checkpoint(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_whole_file(path);
+  const MappedFile file(path);
+  const ByteView bytes = file.bytes();
   size_t pos = legacy_magic_end(bytes);
   if (pos == 0)
     throw_checkpoint_error(path, "does not start with the magic number of a legacy torch.save "
@@ -717,16 +776,16 @@ TensorMap load_legacy_torch_checkpoint(const std::string& path) {
       throw_checkpoint_error(path, "storage '" + key->text + "' is listed but never used, so its "
                                    "element type is unknown");
     int64_t numel = 0;
-    if (bytes.size() - pos < sizeof numel)
+    if (bytes.size - pos < sizeof numel)
       throw_checkpoint_error(path, "truncated: storage '" + key->text + "' has no size");
-    std::memcpy(&numel, bytes.data() + pos, sizeof numel);
+    std::memcpy(&numel, bytes.data + pos, sizeof numel);
     pos += sizeof numel;
     const size_t element = stored_dtype_size(ref->second.dtype);
     if (numel != ref->second.numel)
       throw_checkpoint_error(path, "storage '" + key->text + "' holds " + std::to_string(numel) +
                                        " elements, its persistent id says " +
                                        std::to_string(ref->second.numel));
-    if (static_cast<uint64_t>(numel) > (bytes.size() - pos) / element)
+    if (static_cast<uint64_t>(numel) > (bytes.size - pos) / element)
       throw_checkpoint_error(path, "truncated: storage '" + key->text + "' needs " +
                                        std::to_string(numel) + " " +
                                        stored_dtype_name(ref->second.dtype) +
@@ -735,13 +794,13 @@ TensorMap load_legacy_torch_checkpoint(const std::string& path) {
     pos += static_cast<size_t>(numel) * element;
   }
 
-  StorageReader reader(path, [&](const std::string& key, const std::string& tensor) {
+  StorageReader reader(path, [&](const std::string& key, const std::string& tensor,
+                                 std::vector<uint8_t>&) {
     auto span = spans.find(key);
     if (span == spans.end())
       throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
                                        "' missing from the file's storage list");
-    const uint8_t* begin = bytes.data() + span->second.first;
-    return std::vector<uint8_t>(begin, begin + span->second.second);
+    return ByteView(bytes.data + span->second.first, span->second.second);
   });
   return state_dict_tensors(path, state, reader);
 }
