@@ -12,9 +12,11 @@ differ from running its main.py as published, all outside its code:
   weights, instead of a downloaded ImageNet model;
 - the calibration loader is built as the reference builds it (shuffled
   ImageFolder of train/, RandomResizedCrop to the input size and horizontal
-  flips, ImageNet statistics), or with --plain without the augmentation,
-  which are the images packptq calibrates on by default; val/ gets the
-  fixture's own preprocessing (its images are already at the input size).
+  flips), or with --plain without the augmentation, which are the images
+  packptq calibrates on by default; both it and val/ use the fixture's own
+  mean and std (the reference normalizes with ImageNet's, the same for the
+  deit, swin and CNN fixtures), and val/ is not resized (its images are
+  already at the input size).
 --rtn_only stops after quantizer initialization and prints the model's
 top-1 on val/ (the rtn column of the quality table).
 
