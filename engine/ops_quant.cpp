@@ -112,16 +112,20 @@ ChannelRange channel_range(const Tensor& x, int64_t axis, bool per_channel) {
   return {mn.to_vector(), mx.to_vector()};
 }
 
-std::vector<float> quant_range_scores(const Tensor& x, int64_t axis, bool per_channel,
-                                      const ChannelRange& range, int64_t n_candidates, int bits,
-                                      float p) {
+std::vector<double> quant_range_scores(const Tensor& x, int64_t axis, bool per_channel,
+                                       const ChannelRange& range, int64_t n_candidates, int bits,
+                                       float p) {
   AxisGeom g = quant_geometry(x, axis, per_channel);
   Tensor lo = Tensor::from_vector(range.min, {g.dim}, x.device());
   Tensor hi = Tensor::from_vector(range.max, {g.dim}, x.device());
-  Tensor scores = Tensor::empty({g.dim, n_candidates}, DType::F32, x.device());
+  std::vector<double> scores(static_cast<size_t>(g.dim * n_candidates));
+  // Tensors hold float32 or int64 only, so the doubles live in a bare storage.
+  Storage device_scores(scores.size() * sizeof(double), x.device());
+  auto* out = static_cast<double*>(device_scores.data);
   backend(x.device()).quant_range_scores(g, x.data(), lo.data(), hi.data(), n_candidates,
-                                         max_level(bits), p, scores.data());
-  return scores.to_vector();
+                                         max_level(bits), p, out);
+  backend(x.device()).copy_to_host(scores.data(), out, scores.size() * sizeof(double));
+  return scores;
 }
 
 }  // namespace pk

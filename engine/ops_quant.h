@@ -34,9 +34,9 @@ struct ChannelRange {
 };
 ChannelRange channel_range(const Tensor& x, int64_t axis, bool per_channel);
 // Mean |x - q_k(x)|^p for the 80 (or n) shrink candidates of the MSE search,
-// [channel][candidate] flattened.
-std::vector<float> quant_range_scores(const Tensor& x, int64_t axis, bool per_channel,
-                                      const ChannelRange& range, int64_t n_candidates, int bits,
-                                      float p);
+// [channel][candidate] flattened, in double (see the kernel).
+std::vector<double> quant_range_scores(const Tensor& x, int64_t axis, bool per_channel,
+                                       const ChannelRange& range, int64_t n_candidates, int bits,
+                                       float p);
 
 }  // namespace pk

@@ -171,10 +171,11 @@ struct AxisGeom {
   X(adaround_regularizer, void(int64_t n, const float* alpha, float beta, float weight,         \
                                float* value, float* dalpha))                                    \
   X(channel_minmax, void(const AxisGeom& g, const float* x, float* mn, float* mx))              \
-  /* scores[c * K + k]: mean |x - q(x)|^p with the range of channel c shrunk by 1 - 0.01k */    \
+  /* scores[c * K + k]: mean |x - q(x)|^p with the range of channel c shrunk by 1 - 0.01k, */  \
+  /* powers and sums in double: neighbouring candidates can differ by 1e-7 relative */          \
   X(quant_range_scores, void(const AxisGeom& g, const float* x, const float* lo,                \
                              const float* hi, int64_t n_candidates, float qmax, float p,        \
-                             float* scores))                                                    \
+                             double* scores))                                                   \
   /* optimizers (optim) */                                                                      \
   X(adam_update, void(int64_t n, float* param, const float* grad, float* m, float* v, float lr, \
                       float beta1, float beta2, float eps, float weight_decay, int64_t step))   \

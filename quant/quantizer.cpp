@@ -50,7 +50,7 @@ void UniformQuantizer::init(const Tensor& x, InitMethod method) {
   if (method == InitMethod::Mse) {
     // 80 shrink factors of the raw range; the first best score wins.
     constexpr int64_t kCandidates = 80;
-    std::vector<float> scores = quant_range_scores(x, axis, per_channel, range, kCandidates, bits, 2.4f);
+    std::vector<double> scores = quant_range_scores(x, axis, per_channel, range, kCandidates, bits, 2.4f);
     for (size_t c = 0; c < C; ++c) {
       int64_t best = 0;
       for (int64_t k = 1; k < kCandidates; ++k)

@@ -36,8 +36,9 @@ bool skip_without_cuda() {
 
 // Normalized error of `actual` against `expected`; NaN and infinities must
 // sit at the same places.
-void expect_matches(const std::vector<float>& actual, const std::vector<float>& expected,
-                    double tol, const std::string& what) {
+template <typename T>
+void expect_matches(const std::vector<T>& actual, const std::vector<T>& expected, double tol,
+                    const std::string& what) {
   REQUIRE_MESSAGE(actual.size() == expected.size(),
                   what << ": " << actual.size() << " values vs " << expected.size());
   double scale = 0.0, worst = 0.0;

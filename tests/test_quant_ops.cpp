@@ -3,9 +3,13 @@
 // constant, so its straight-through gradients are checked against their
 // defining formulas; AdaRound's soft rounding and its regularizer are smooth
 // in alpha and are checked against finite differences.
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "engine/ops_quant.h"
+#include "engine/safetensors.h"
+#include "quant/quantizer.h"
 #include "tests/testing.h"
 
 using namespace pk;
@@ -25,6 +29,34 @@ Ref fake_quant_ref(double x, double d, double z, double qmax) {
   bool inside = level >= 0 && level <= qmax;
   double clamped = std::min(qmax, std::max(0.0, level));
   return {(clamped - z) * d, inside ? 1.0 : 0.0, inside ? r - u : clamped - z};
+}
+
+// Exact (double) mean |x - q_k(x)|^2.4 of each candidate for one channel
+// [values], q_k formed in float as the kernel and the reference do (this file
+// is built without fused multiply-adds, tests/CMakeLists.txt), and the
+// exponent 2.4 as a float (the reference raises float32 tensors to 2.4, which
+// PyTorch converts to the tensor's type).
+std::vector<double> exact_range_scores(const std::vector<float>& values, int bits) {
+  const float qmax = static_cast<float>((1 << bits) - 1);
+  const float mn = *std::min_element(values.begin(), values.end());
+  const float mx = *std::max_element(values.begin(), values.end());
+  std::vector<double> scores(80);
+  for (int k = 0; k < 80; ++k) {
+    const float shrink = static_cast<float>(1.0 - 0.01 * k);
+    const float hi = mx * shrink, lo = mn * shrink;
+    const float d = (hi - lo) / qmax, z = std::nearbyint(-lo / d);
+    double s = 0.0;
+    for (float v : values) {
+      const float xq = static_cast<float>(fake_quant_ref(v, d, z, qmax).value);
+      s += std::pow(std::fabs(v - xq), static_cast<double>(2.4f));
+    }
+    scores[k] = s / static_cast<double>(values.size());
+  }
+  return scores;
+}
+
+int64_t argmin(const std::vector<double>& v, size_t begin = 0, size_t n = 80) {
+  return std::min_element(v.begin() + begin, v.begin() + begin + n) - (v.begin() + begin);
 }
 
 }  // namespace
@@ -173,7 +205,7 @@ TEST_CASE("channel range and MSE candidate scores against a reference") {
     CHECK(r.min[c] == mn);
     CHECK(r.max[c] == mx);
   }
-  std::vector<float> scores = quant_range_scores(x, 1, true, r, 80, 3, 2.4f);
+  std::vector<double> scores = quant_range_scores(x, 1, true, r, 80, 3, 2.4f);
   for (int c = 0; c < 3; ++c)
     for (int k : {0, 13, 79}) {
       float shrink = static_cast<float>(1.0 - 0.01 * k);
@@ -190,4 +222,48 @@ TEST_CASE("channel range and MSE candidate scores against a reference") {
   ChannelRange all = channel_range(x, 1, false);
   CHECK(all.min.size() == 1);
   CHECK(all.min[0] == *std::min_element(xv.begin(), xv.end()));
+}
+
+// Neighbouring candidates of the MSE search can score the same to a few
+// 1e-7 (relative), below the rounding error of float powers; the search must
+// still rank them as exact arithmetic does, as the reference's does.
+TEST_CASE("MSE search ranks near-tied candidates as exact arithmetic does") {
+  SUBCASE("random channels: the candidates near the best are exact") {
+    Generator gen(23);
+    Tensor x = gen.normal_tensor({64, 300}, 0.0f, 1.0f);  // 64 channels along axis 0
+    ChannelRange r = channel_range(x, 0, true);
+    std::vector<double> scores = quant_range_scores(x, 0, true, r, 80, 4, 2.4f);
+    std::vector<float> xv = x.to_vector();
+    for (int c = 0; c < 64; ++c) {
+      CAPTURE(c);
+      std::vector<double> exact =
+          exact_range_scores(std::vector<float>(xv.begin() + c * 300, xv.begin() + (c + 1) * 300), 4);
+      const int64_t best = argmin(exact);
+      CHECK(argmin(scores, c * 80) == best);
+      for (int k = 0; k < 80; ++k) {
+        const double rel = std::fabs(scores[c * 80 + k] - exact[k]) / exact[best];
+        CHECK(rel < (exact[k] <= exact[best] * 1.00005 ? 1e-12 : 1e-4));
+      }
+    }
+  }
+  SUBCASE("deit_t32 blocks.1.mlp.fc1 output channel 295 at 4 bits: 6 and 7 within 3e-7") {
+    const std::string path = std::string(PACKPTQ_FIXTURES_DIR) + "/models/deit_t32/model.safetensors";
+    const Tensor w = load_safetensors(path).at("blocks.1.mlp.fc1.weight");
+    REQUIRE(w.dim() == 2);
+    const int64_t in = w.size(1);
+    std::vector<float> all = w.to_vector();
+    std::vector<float> row(all.begin() + 295 * in, all.begin() + 296 * in);
+    const std::vector<double> exact = exact_range_scores(row, 4);
+    REQUIRE(argmin(exact) == 7);
+    CHECK(std::fabs(exact[6] - exact[7]) < 3e-7 * exact[7]);  // the near tie this guards
+
+    Tensor channel = Tensor::from_vector(row, {1, in});
+    std::vector<double> scores = quant_range_scores(channel, 0, true, channel_range(channel, 0, true), 80, 4, 2.4f);
+    CHECK(argmin(scores) == 7);
+    UniformQuantizer q(4, true, 0);
+    q.init(channel, InitMethod::Mse);
+    const float mn = *std::min_element(row.begin(), row.end()) * 0.93f;
+    const float mx = *std::max_element(row.begin(), row.end()) * 0.93f;
+    CHECK(q.scale.item() == (mx - mn) / 15.0f);
+  }
 }

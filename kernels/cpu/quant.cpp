@@ -1,7 +1,7 @@
 // Quantization kernels: fused fake quantization (uniform affine, STE) and
-// AdaRound, each one pass forward and one pass backward, plus the
-// statistics quantizer initialization needs. Tensors are viewed as
-// [outer, C, inner] around the quantization axis; C == 1 is per-tensor.
+// AdaRound, each one pass forward and one pass backward. Tensors are viewed
+// as [outer, C, inner] around the quantization axis; C == 1 is per-tensor.
+// The statistics of quantizer initialization are in quant_init.cpp.
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -11,48 +11,16 @@
 #include <vector>
 
 #include "kernels/cpu/double_sums.h"
+#include "kernels/cpu/quant_views.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
 
+using namespace quant_views;
+
 namespace {
 
 constexpr float kGamma = -0.1f, kZeta = 1.1f;  // AdaRound's rectified sigmoid stretch
-constexpr int64_t kBlock = 16384;
-
-// Calls f(c, begin, end) over contiguous element spans that each lie in one
-// channel c, splitting the tensor into blocks shared out among threads.
-// `thread_init()` runs once per thread before its first span.
-template <typename F>
-void for_channel_spans(const AxisGeom& g, F f) {
-  const int64_t total = g.outer * g.dim * g.inner;
-  const int64_t blocks = (total + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    int64_t i = b * kBlock, end = std::min(total, i + kBlock);
-    while (i < end) {
-      int64_t row = i / g.inner;
-      int64_t row_end = std::min(end, (row + 1) * g.inner);
-      f(row % g.dim, i, row_end);
-      i = row_end;
-    }
-  }
-}
-
-// AdaRound's element-wise math runs on short stack chunks as Eigen array
-// expressions, whose exp and log are vectorized (the scalar libm calls were
-// most of a reconstruction step on late, weight-heavy layers).
-constexpr int64_t kChunk = 256;
-using ArrayChunk = Eigen::Array<float, Eigen::Dynamic, 1, 0, kChunk, 1>;
-using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
-using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
-
-// f(offset, length) over [begin, end) in chunks of at most kChunk.
-template <typename F>
-void in_chunks(int64_t begin, int64_t end, F f) {
-  for (int64_t i = begin; i < end; i += kChunk) f(i, std::min(kChunk, end - i));
-}
-
 // sigmoid(alpha) of a chunk.
 ArrayChunk sigmoid(const float* alpha, int64_t n) {
   return (1.0f + (-ConstArrayMap(alpha, n)).exp()).inverse();
@@ -176,61 +144,6 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
     }
   }
   *value = static_cast<float>(weight * total);
-}
-
-void channel_minmax(const AxisGeom& g, const float* x, float* mn, float* mx) {
-  const int nt = omp_get_max_threads();
-  std::vector<float> lo(static_cast<size_t>(nt) * g.dim, INFINITY), hi(lo.size(), -INFINITY);
-  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
-    size_t k = static_cast<size_t>(omp_get_thread_num()) * g.dim + c;
-    for (int64_t i = begin; i < end; ++i) {
-      lo[k] = std::min(lo[k], x[i]);
-      hi[k] = std::max(hi[k], x[i]);
-    }
-  });
-  for (int64_t c = 0; c < g.dim; ++c) {
-    mn[c] = INFINITY;
-    mx[c] = -INFINITY;
-    for (int t = 0; t < nt; ++t) {
-      mn[c] = std::min(mn[c], lo[static_cast<size_t>(t) * g.dim + c]);
-      mx[c] = std::max(mx[c], hi[static_cast<size_t>(t) * g.dim + c]);
-    }
-  }
-}
-
-// scores[c * K + k] = mean over channel c of |x - q_k(x)|^p where candidate k
-// shrinks the range [lo, hi] by (1 - 0.01 k), as the reference's MSE search.
-void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, const float* hi,
-                        int64_t n_candidates, float qmax, float p, float* scores) {
-  const int nt = omp_get_max_threads();
-  const int64_t K = n_candidates;
-  std::vector<double> partial(static_cast<size_t>(nt) * g.dim * K, 0.0);
-  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
-    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
-    for (int64_t k = 0; k < K; ++k) {
-      float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));  // as Python computes it
-      float new_max = hi[c] * shrink, new_min = lo[c] * shrink;
-      float d = (new_max - new_min) / qmax;
-      if (!(d > 0.0f)) continue;  // constant channel: every candidate scores the same
-      float z = std::nearbyint(-new_min / d);
-      double s = 0.0;
-      in_chunks(begin, end, [&](int64_t i, int64_t n) {
-        const ConstArrayMap v(x + i, n);
-        const ArrayChunk level = ((v / d).rint() + z).max(0.0f).min(qmax);
-        const ArrayChunk err = (v - (level - z) * d).abs();
-        // err^p as exp(p log err); 0 through the clamp to the smallest normal float.
-        s += static_cast<double>((p * err.max(FLT_MIN).log()).exp().sum());
-      });
-      acc[k] += s;
-    }
-  });
-  const double count = static_cast<double>(g.outer * g.inner);
-  for (int64_t c = 0; c < g.dim; ++c)
-    for (int64_t k = 0; k < K; ++k) {
-      double s = 0.0;
-      for (int t = 0; t < nt; ++t) s += partial[(static_cast<size_t>(t) * g.dim + c) * K + k];
-      scores[c * K + k] = static_cast<float>(s / count);
-    }
 }
 
 }  // namespace pk::cpu

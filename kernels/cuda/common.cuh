@@ -142,5 +142,7 @@ __host__ __device__ inline void split_span(int64_t items, int64_t split, int64_t
 // sums of a split reduction, added up in order.
 void finish_split_sums(const double* partial, int64_t splits, int64_t n, double divisor,
                        float* out);
+void finish_split_sums(const double* partial, int64_t splits, int64_t n, double divisor,
+                       double* out);
 
 }  // namespace pk::cuda

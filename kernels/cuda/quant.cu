@@ -194,7 +194,8 @@ __global__ void finish_minmax_kernel(const float* lo_partial, const float* hi_pa
 
 // Grid (C, splits): partial[(split * C + c) * K + k] = sum over a split of
 // channel c of |x - q_k(x)|^p, q_k quantizing to the range [lo, hi] shrunk
-// by (1 - 0.01 k); 0 for a constant channel, as on the CPU.
+// by (1 - 0.01 k); 0 for a constant channel, as on the CPU. Powers in double
+// (the CPU rechecks its near-best candidates in double; here FP64 is cheap).
 __global__ void range_scores_kernel(AxisGeom g, const float* x, const float* lo, const float* hi,
                                     int64_t K, float qmax, float p, double* partial) {
   const int64_t c = blockIdx.x;
@@ -203,7 +204,8 @@ __global__ void range_scores_kernel(AxisGeom g, const float* x, const float* lo,
   double* out = partial + (blockIdx.y * g.dim + c) * K;
   for (int64_t k = 0; k < K; ++k) {
     const float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));
-    const float new_max = hi[c] * shrink, new_min = lo[c] * shrink;
+    // __fmul_rn: products rounded before the subtraction, never fused.
+    const float new_max = __fmul_rn(hi[c], shrink), new_min = __fmul_rn(lo[c], shrink);
     const float d = (new_max - new_min) / qmax;
     if (!(d > 0.0f)) {  // uniform over the block: every thread skips together
       if (threadIdx.x == 0) out[k] = 0.0;
@@ -213,7 +215,8 @@ __global__ void range_scores_kernel(AxisGeom g, const float* x, const float* lo,
     double acc = 0.0;
     for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
       const float v = x[channel_element(j, c, g.dim, g.inner)];
-      acc += powf(fabsf(v - fake_quant_value(v, d, z, qmax)), p);
+      const float err = fabsf(v - fake_quant_value(v, d, z, qmax));
+      acc += pow(static_cast<double>(err), static_cast<double>(p));
     }
     acc = block_sum(acc);
     if (threadIdx.x == 0) out[k] = acc;
@@ -302,7 +305,7 @@ void channel_minmax(const AxisGeom& g, const float* x, float* mn, float* mx) {
 
 // scores[c * K + k] = mean over channel c of |x - q_k(x)|^p.
 void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, const float* hi,
-                        int64_t n_candidates, float qmax, float p, float* scores) {
+                        int64_t n_candidates, float qmax, float p, double* scores) {
   if (g.dim <= 0 || n_candidates <= 0) return;
   const int64_t K = n_candidates;
   const int64_t splits = channel_splits(g, 8 * kThreads);

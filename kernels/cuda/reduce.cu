@@ -97,13 +97,22 @@ __global__ void sum_thread_per_output(ReduceIndex r, const float* x, int64_t n_o
     partial[split * n_out + o] = acc;
 }
 
+template <typename Out>
 __global__ void finish_split_sums_kernel(const double* partial, int64_t splits, int64_t n,
-                                         double divisor, float* out) {
+                                         double divisor, Out* out) {
   for (int64_t o = global_index(); o < n; o += grid_stride()) {
     double total = 0.0;
     for (int64_t s = 0; s < splits; ++s) total += partial[s * n + o];
-    out[o] = static_cast<float>(total / divisor);
+    out[o] = static_cast<Out>(total / divisor);
   }
+}
+
+template <typename Out>
+void launch_finish_split_sums(const double* partial, int64_t splits, int64_t n, double divisor,
+                              Out* out) {
+  if (n <= 0) return;
+  finish_split_sums_kernel<<<grid_for(n), kThreads>>>(partial, splits, n, divisor, out);
+  check_launch("finish_split_sums_kernel");
 }
 
 __global__ void broadcast_to_kernel(BroadcastIndex g, const float* x, float* out, int64_t n) {
@@ -118,9 +127,12 @@ __global__ void broadcast_to_kernel(BroadcastIndex g, const float* x, float* out
 
 void finish_split_sums(const double* partial, int64_t splits, int64_t n, double divisor,
                        float* out) {
-  if (n <= 0) return;
-  finish_split_sums_kernel<<<grid_for(n), kThreads>>>(partial, splits, n, divisor, out);
-  check_launch("finish_split_sums_kernel");
+  launch_finish_split_sums(partial, splits, n, divisor, out);
+}
+
+void finish_split_sums(const double* partial, int64_t splits, int64_t n, double divisor,
+                       double* out) {
+  launch_finish_split_sums(partial, splits, n, divisor, out);
 }
 
 // s.a: input shape; s.out: target shape of the same rank with 1 on summed dims.

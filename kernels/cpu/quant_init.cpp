@@ -1,0 +1,117 @@
+// Statistics for quantizer initialization: per-channel ranges and the scores
+// of the MSE range search. Built with -ffp-contract=off (kernels/CMakeLists):
+// the quantization error must be x minus the float quantized value, as the
+// quantizer produces it and as the reference computes it, not a fused
+// multiply-add that skips rounding the quantized value.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/quant_views.h"
+#include "kernels/kernels.h"
+
+namespace pk::cpu {
+
+using namespace quant_views;
+
+void channel_minmax(const AxisGeom& g, const float* x, float* mn, float* mx) {
+  const int nt = omp_get_max_threads();
+  std::vector<float> lo(static_cast<size_t>(nt) * g.dim, INFINITY), hi(lo.size(), -INFINITY);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    size_t k = static_cast<size_t>(omp_get_thread_num()) * g.dim + c;
+    for (int64_t i = begin; i < end; ++i) {
+      lo[k] = std::min(lo[k], x[i]);
+      hi[k] = std::max(hi[k], x[i]);
+    }
+  });
+  for (int64_t c = 0; c < g.dim; ++c) {
+    mn[c] = INFINITY;
+    mx[c] = -INFINITY;
+    for (int t = 0; t < nt; ++t) {
+      mn[c] = std::min(mn[c], lo[static_cast<size_t>(t) * g.dim + c]);
+      mx[c] = std::max(mx[c], hi[static_cast<size_t>(t) * g.dim + c]);
+    }
+  }
+}
+
+namespace {
+
+// Sum over [begin, end) of |x - q(x)|^p for the candidate that shrinks the
+// range [lo, hi] by (1 - 0.01 k); 0 for a constant channel. Quantized values
+// are formed in float as the reference does; err^p is exp(p log err), in float
+// (fast, Eigen vectorizes it) or in double (about 7x slower here: Eigen's
+// double log is scalar).
+template <typename Real>
+double range_error_sum(const float* x, int64_t begin, int64_t end, float lo, float hi, int64_t k,
+                       float qmax, float p) {
+  const float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));  // as Python
+  const float new_max = hi * shrink, new_min = lo * shrink;
+  const float d = (new_max - new_min) / qmax;
+  if (!(d > 0.0f)) return 0.0;  // constant channel: every candidate scores the same
+  const float z = std::nearbyint(-new_min / d);
+  constexpr Real kTiny = std::numeric_limits<Real>::min();  // 0^p through the clamp
+  double s = 0.0;
+  in_chunks(begin, end, [&](int64_t i, int64_t n) {
+    const ConstArrayMap v(x + i, n);
+    const ArrayChunk level = ((v / d).rint() + z).max(0.0f).min(qmax);
+    const ArrayChunk err = (v - (level - z) * d).abs();
+    s += static_cast<double>(
+        (static_cast<Real>(p) * err.template cast<Real>().max(kTiny).log()).exp().sum());
+  });
+  return s;
+}
+
+}  // namespace
+
+// scores[c * K + k] = mean over channel c of |x - q_k(x)|^p where candidate k
+// shrinks the range [lo, hi] by (1 - 0.01 k), as the reference's MSE search.
+// Neighbouring candidates can score the same to 1e-7 relative, below the
+// rounding error of float powers (up to ~3e-5 relative with the float chunk
+// sums), so a float pass ranks all candidates and those within 1e-4 of each
+// channel's best are scored again in double: the argmin is the exact one.
+void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, const float* hi,
+                        int64_t n_candidates, float qmax, float p, double* scores) {
+  constexpr double kRecheck = 1e-4;
+  const int nt = omp_get_max_threads();
+  const int64_t K = n_candidates;
+  const double count = static_cast<double>(g.outer * g.inner);
+  std::vector<double> partial(static_cast<size_t>(nt) * g.dim * K);
+  // Adds each thread's partial sums into scores (as means) where `pick` holds.
+  auto gather = [&](auto pick) {
+    for (int64_t c = 0; c < g.dim; ++c)
+      for (int64_t k = 0; k < K; ++k) {
+        if (!pick(c, k)) continue;
+        double s = 0.0;
+        for (int t = 0; t < nt; ++t) s += partial[(static_cast<size_t>(t) * g.dim + c) * K + k];
+        scores[c * K + k] = s / count;
+      }
+  };
+  std::fill(partial.begin(), partial.end(), 0.0);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
+    for (int64_t k = 0; k < K; ++k)
+      acc[k] += range_error_sum<float>(x, begin, end, lo[c], hi[c], k, qmax, p);
+  });
+  gather([](int64_t, int64_t) { return true; });
+
+  std::vector<char> recheck(static_cast<size_t>(g.dim * K), 0);
+  for (int64_t c = 0; c < g.dim; ++c) {
+    const double* row = scores + c * K;
+    const double best = *std::min_element(row, row + K);
+    for (int64_t k = 0; k < K; ++k) recheck[c * K + k] = row[k] <= best * (1.0 + kRecheck);
+  }
+  std::fill(partial.begin(), partial.end(), 0.0);
+  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
+    for (int64_t k = 0; k < K; ++k)
+      if (recheck[c * K + k])
+        acc[k] += range_error_sum<double>(x, begin, end, lo[c], hi[c], k, qmax, p);
+  });
+  gather([&](int64_t c, int64_t k) { return recheck[c * K + k] != 0; });
+}
+
+}  // namespace pk::cpu
