@@ -172,7 +172,7 @@ struct AxisGeom {
                                float* value, float* dalpha))                                    \
   X(channel_minmax, void(const AxisGeom& g, const float* x, float* mn, float* mx))              \
   /* scores[c * K + k]: mean |x - q(x)|^p with the range of channel c shrunk by 1 - 0.01k, */  \
-  /* powers and sums in double: neighbouring candidates can differ by 1e-7 relative */          \
+  /* in double, exact near each channel's best: neighbouring candidates can differ by 1e-7 */   \
   X(quant_range_scores, void(const AxisGeom& g, const float* x, const float* lo,                \
                              const float* hi, int64_t n_candidates, float qmax, float p,        \
                              double* scores))                                                   \

@@ -80,8 +80,16 @@ void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, cons
   const int64_t K = n_candidates;
   const double count = static_cast<double>(g.outer * g.inner);
   std::vector<double> partial(static_cast<size_t>(nt) * g.dim * K);
-  // Adds each thread's partial sums into scores (as means) where `pick` holds.
-  auto gather = [&](auto pick) {
+  // Scores the candidates where pick(c, k) holds, with powers in Real:
+  // per-thread partial sums, then their means into scores.
+  auto score = [&](auto real, auto pick) {
+    using Real = decltype(real);
+    std::fill(partial.begin(), partial.end(), 0.0);
+    for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
+      double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
+      for (int64_t k = 0; k < K; ++k)
+        if (pick(c, k)) acc[k] += range_error_sum<Real>(x, begin, end, lo[c], hi[c], k, qmax, p);
+    });
     for (int64_t c = 0; c < g.dim; ++c)
       for (int64_t k = 0; k < K; ++k) {
         if (!pick(c, k)) continue;
@@ -90,28 +98,14 @@ void quant_range_scores(const AxisGeom& g, const float* x, const float* lo, cons
         scores[c * K + k] = s / count;
       }
   };
-  std::fill(partial.begin(), partial.end(), 0.0);
-  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
-    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
-    for (int64_t k = 0; k < K; ++k)
-      acc[k] += range_error_sum<float>(x, begin, end, lo[c], hi[c], k, qmax, p);
-  });
-  gather([](int64_t, int64_t) { return true; });
-
+  score(float{}, [](int64_t, int64_t) { return true; });
   std::vector<char> recheck(static_cast<size_t>(g.dim * K), 0);
   for (int64_t c = 0; c < g.dim; ++c) {
     const double* row = scores + c * K;
     const double best = *std::min_element(row, row + K);
     for (int64_t k = 0; k < K; ++k) recheck[c * K + k] = row[k] <= best * (1.0 + kRecheck);
   }
-  std::fill(partial.begin(), partial.end(), 0.0);
-  for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
-    double* acc = partial.data() + (static_cast<size_t>(omp_get_thread_num()) * g.dim + c) * K;
-    for (int64_t k = 0; k < K; ++k)
-      if (recheck[c * K + k])
-        acc[k] += range_error_sum<double>(x, begin, end, lo[c], hi[c], k, qmax, p);
-  });
-  gather([&](int64_t c, int64_t k) { return recheck[c * K + k] != 0; });
+  score(double{}, [&](int64_t c, int64_t k) { return recheck[c * K + k] != 0; });
 }
 
 }  // namespace pk::cpu
