@@ -108,4 +108,21 @@ void Progress::print(bool final_line, const std::string& detail) {
   log_line(os.str());
 }
 
+std::string one_line(const std::string& message) {
+  std::string out;
+  for (size_t i = 0; i < message.size(); ++i) {
+    if (message[i] != '\n') {
+      out += message[i];
+      continue;
+    }
+    bool indented = false;
+    while (i + 1 < message.size() && (message[i + 1] == ' ' || message[i + 1] == '\n')) {
+      indented = indented || message[i + 1] == ' ';
+      ++i;
+    }
+    if (i + 1 < message.size()) out += indented ? " " : "; ";
+  }
+  return out;
+}
+
 }  // namespace pk

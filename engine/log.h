@@ -1,5 +1,5 @@
 // Run logging and progress display. Messages go to stderr and, once a log
-// file is opened, to that file too (the run's log, ALGORITHM.md section 8).
+// file is opened, to that file too (the run's log, docs/METHOD.md section 8).
 // Progress lines carry a rate and an ETA; on a terminal they redraw in
 // place, elsewhere (CI, pipes, the log file) they print at most every few
 // seconds.
@@ -38,5 +38,9 @@ class Progress {
 
 // "1h02m", "3m05s", "12.3s"
 std::string format_duration(double seconds);
+
+// A message on one line, for error lines: "a\n  b\n  c\nd" -> "a b c; d"
+// (indented continuation lines join with a space, other lines with "; ").
+std::string one_line(const std::string& message);
 
 }  // namespace pk

@@ -111,7 +111,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value = 0.0f
 Tensor slice_rows(const Tensor& x, int64_t start, int64_t length);
 
 // ---- losses (ops_loss.cpp) ----
-// Squared error summed over dim 1, averaged over all other dims (ALGORITHM.md 6).
+// Squared error summed over dim 1, averaged over all other dims (docs/METHOD.md section 6).
 Tensor reconstruction_mse(const Tensor& pred, const Tensor& target);
 // KL(p || q) with log_q = log-probabilities (input) and p = probabilities
 // (target, no gradient), summed over the last dim and averaged over rows

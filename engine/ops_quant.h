@@ -1,4 +1,4 @@
-// Quantization ops on the fused kernels (ALGORITHM.md sections 1 and 6).
+// Quantization ops on the fused kernels (docs/METHOD.md sections 1 and 6).
 // A quantizer's scale and zero point have one entry per channel along
 // `axis`, or a single entry for per-tensor quantization. Levels are
 // 0 .. 2^bits - 1.

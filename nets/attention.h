@@ -36,7 +36,7 @@ class Mlp : public Module {
 // matmul1 (q @ k^T), matmul2 (attn @ v) and proj, registered in that order.
 //
 // Where the softmax scale goes differs between the two families
-// (ALGORITHM.md section 2): ViT multiplies the scores q @ k^T, Swin
+// (docs/METHOD.md section 2): ViT multiplies the scores q @ k^T, Swin
 // multiplies q before the product. `adjust_scores`, when given, maps the
 // scaled scores [B, heads, N, N] to the softmax input (Swin adds its relative
 // position bias and shift mask there).

@@ -1,6 +1,7 @@
-// Family builders behind create_net() and the helpers they share. Each
-// family's file holds its standard configurations, its config.json fields,
-// its modules and its unit list.
+// Family builders behind create_net() (nets/registry.cpp maps each model
+// name to one) and the helpers they share (nets/families.cpp). Each family's
+// file holds its standard configurations, its config.json fields, its
+// modules and its units.
 #pragma once
 
 #include <memory>

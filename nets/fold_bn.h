@@ -2,8 +2,8 @@
 // follows a Conv2d is merged into that conv's weight and bias,
 //   W' = W * g / sqrt(var + eps),  b' = beta + (b - mean) * g / sqrt(var + eps),
 // and then passes its input through unchanged. The weight quantizers then see
-// the folded weights, as in BRECQ's folding. Off by default (ALGORITHM.md
-// section 2: the reference keeps BatchNorm as a float op).
+// the folded weights, as in BRECQ's folding. Off by default (docs/METHOD.md
+// sections 2 and 10.2: the reference keeps BatchNorm as a float op).
 #pragma once
 
 #include <cstdint>

@@ -51,8 +51,6 @@ class MnasInvertedResidual : public Module {
     return residual_ ? y + x : y;
   }
 
-  static std::vector<std::string> layer_names() { return {"layers.0", "layers.3", "layers.6"}; }
-
  private:
   bool residual_;
   std::shared_ptr<Conv2d> expand_, depthwise_, project_;
@@ -129,8 +127,7 @@ class MnasNet : public Net {
       stem_convs_.push_back(layers->register_module(std::to_string(3 * i), stem_layers[i]));
       stem_bns_.push_back(layers->register_module(std::to_string(3 * i + 1),
                                                   std::make_shared<BatchNorm2d>(stem_out[i])));
-      const std::string unit = "layers." + std::to_string(3 * i);
-      add_unit(unit, UnitKind::Before, {unit});
+      add_unit("layers." + std::to_string(3 * i), UnitKind::Before);
     }
 
     int64_t channels = d1;
@@ -143,11 +140,7 @@ class MnasNet : public Net {
         auto block = std::make_shared<MnasInvertedResidual>(
             channels, out, spec.kernel, i == 0 ? spec.stride : 1, spec.expansion);
         stack->register_module(std::to_string(i), block);
-        const std::string unit = "layers." + std::to_string(slot) + "." + std::to_string(i);
-        std::vector<std::string> unit_layers;
-        for (const auto& layer : MnasInvertedResidual::layer_names())
-          unit_layers.push_back(unit + "." + layer);
-        add_unit(unit, UnitKind::Block, unit_layers);
+        add_unit("layers." + std::to_string(slot) + "." + std::to_string(i), UnitKind::Block);
         blocks_.push_back(block);
         channels = out;
       }
@@ -158,12 +151,12 @@ class MnasNet : public Net {
         head, std::make_shared<Conv2d>(channels, c.head_channels, 1, 1, 0, 1, false));
     head_bn_ = layers->register_module(std::to_string(slot + 1),
                                        std::make_shared<BatchNorm2d>(c.head_channels));
-    add_unit("layers." + head, UnitKind::After, {"layers." + head});
+    add_unit("layers." + head, UnitKind::After);
 
     auto classifier = register_module("classifier", std::make_shared<Module>());
     fc_ =
         classifier->register_module("1", std::make_shared<Linear>(c.head_channels, c.num_classes));
-    add_unit("classifier", UnitKind::After, {"classifier.1"});
+    add_unit("classifier", UnitKind::After);
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {

@@ -29,9 +29,7 @@ class InvertedResidual : public Module {
     auto conv = register_module("conv", std::make_shared<Module>());
     int slot = 0;
     auto add = [&](std::shared_ptr<Conv2d> layer, int64_t channels, bool relu6_after) {
-      const std::string conv_name = std::to_string(slot);
-      conv->register_module(conv_name, layer);
-      layer_names_.push_back("conv." + conv_name);
+      conv->register_module(std::to_string(slot), layer);
       convs_.push_back(layer);
       bns_.push_back(
           conv->register_module(std::to_string(slot + 1), std::make_shared<BatchNorm2d>(channels)));
@@ -52,13 +50,10 @@ class InvertedResidual : public Module {
     return residual_ ? x + y : y;
   }
 
-  const std::vector<std::string>& layer_names() const { return layer_names_; }
-
  private:
   bool residual_;
   std::vector<std::shared_ptr<Conv2d>> convs_;
   std::vector<std::shared_ptr<BatchNorm2d>> bns_;
-  std::vector<std::string> layer_names_;
 };
 
 struct MobileNetV2Config {
@@ -115,7 +110,7 @@ class MobileNetV2 : public Net {
     stem_conv_ = stem->register_module(
         "0", std::make_shared<Conv2d>(c.in_chans, channels, 3, 2, 1, 1, false));
     stem_bn_ = stem->register_module("1", std::make_shared<BatchNorm2d>(channels));
-    add_unit("features.0", UnitKind::Before, {"features.0.0"});
+    add_unit("features.0", UnitKind::Before);
 
     int64_t index = 1;
     for (const auto& row : c.setting) {
@@ -125,10 +120,7 @@ class MobileNetV2 : public Net {
         auto block = features->register_module(
             std::to_string(index),
             std::make_shared<InvertedResidual>(channels, out, stride, row[0]));
-        const std::string unit = "features." + std::to_string(index);
-        std::vector<std::string> layers;
-        for (const auto& layer : block->layer_names()) layers.push_back(unit + "." + layer);
-        add_unit(unit, UnitKind::Block, layers);
+        add_unit("features." + std::to_string(index), UnitKind::Block);
         blocks_.push_back(block);
         channels = out;
       }
@@ -139,11 +131,11 @@ class MobileNetV2 : public Net {
     head_conv_ = head_module->register_module(
         "0", std::make_shared<Conv2d>(channels, c.last_channel, 1, 1, 0, 1, false));
     head_bn_ = head_module->register_module("1", std::make_shared<BatchNorm2d>(c.last_channel));
-    add_unit("features." + head, UnitKind::After, {"features." + head + ".0"});
+    add_unit("features." + head, UnitKind::After);
 
     auto classifier = register_module("classifier", std::make_shared<Module>());
     fc_ = classifier->register_module("1", std::make_shared<Linear>(c.last_channel, c.num_classes));
-    add_unit("classifier", UnitKind::After, {"classifier.1"});
+    add_unit("classifier", UnitKind::After);
   }
 
   // torchvision's MobileNetV2 (the same network at width 1.0) nests the

@@ -1,4 +1,4 @@
-// A network as an ordered list of units (ALGORITHM.md section 3).
+// A network as an ordered list of units (docs/METHOD.md section 3).
 //
 // Unit t maps its input to its output; fixed float "glue" (BatchNorm after a
 // stem conv, pooling, token embedding, final norm, ...) maps unit t's output
@@ -33,7 +33,7 @@ struct Unit {
   std::vector<std::string> layers;  // dotted names of its quantizable layers, in order
 };
 
-// Per-model preprocessing for evaluation (timm's eval transform; ALGORITHM.md 7).
+// Per-model preprocessing for evaluation (timm's eval transform; docs/METHOD.md section 7).
 struct Preprocess {
   int64_t input_size = 224;
   double crop_pct = 0.875;
@@ -70,7 +70,10 @@ class Net : public Module {
   int64_t num_classes() const { return num_classes_; }
 
  protected:
-  void add_unit(std::string name, UnitKind kind, std::vector<std::string> layers);
+  // Appends the next unit. Its layers are the quantizable layers registered
+  // so far at or below the dotted prefix `name`, in network order, so a
+  // family registers a unit's modules before adding the unit.
+  void add_unit(std::string name, UnitKind kind);
   std::string model_name_;
   Preprocess preprocess_;
   int64_t num_classes_ = 1000;
@@ -79,7 +82,7 @@ class Net : public Module {
   std::vector<Unit> units_;
 };
 
-// The 14 reference model names.
+// The 14 reference model names, in the order of the table in nets/registry.cpp.
 const std::vector<std::string>& model_names();
 
 // Builds `model_name` with its standard configuration, overridden by any

@@ -158,13 +158,6 @@ class ResBottleneckBlock : public Module {
     return relu(shortcut + y);
   }
 
-  std::vector<std::string> layer_names() const {
-    std::vector<std::string> names;
-    if (proj_) names.push_back("proj");
-    for (const char* n : {"f.a", "f.b", "f.c"}) names.push_back(n);
-    return names;
-  }
-
  private:
   std::shared_ptr<Conv2d> proj_, a_, b_, c_;
   std::shared_ptr<BatchNorm2d> proj_bn_, a_bn_, b_bn_, c_bn_;
@@ -180,7 +173,7 @@ class RegNetX : public Net {
     stem_conv_ = stem->register_module(
         "conv", std::make_shared<Conv2d>(c.in_chans, c.stem_width, 3, 2, 1, 1, false));
     stem_bn_ = stem->register_module("bn", std::make_shared<BatchNorm2d>(c.stem_width));
-    add_unit("stem", UnitKind::Before, {"stem.conv"});
+    add_unit("stem", UnitKind::Before);
 
     int64_t channels = c.stem_width;
     for (const auto& s : c.stages) {
@@ -190,10 +183,7 @@ class RegNetX : public Net {
                                                           c.bottleneck_mult, s.group_width);
         const std::string block_name = "b" + std::to_string(i + 1);
         stage->register_module(block_name, block);
-        const std::string unit = s.name + "." + block_name;
-        std::vector<std::string> layers;
-        for (const auto& layer : block->layer_names()) layers.push_back(unit + "." + layer);
-        add_unit(unit, UnitKind::Block, layers);
+        add_unit(s.name + "." + block_name, UnitKind::Block);
         blocks_.push_back(block);
         channels = s.width;
       }
@@ -201,7 +191,7 @@ class RegNetX : public Net {
 
     auto head = register_module("head", std::make_shared<Module>());
     fc_ = head->register_module("fc", std::make_shared<Linear>(channels, c.num_classes));
-    add_unit("head", UnitKind::After, {"head.fc"});
+    add_unit("head", UnitKind::After);
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {

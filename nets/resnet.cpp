@@ -20,8 +20,6 @@ std::shared_ptr<Conv2d> conv_no_bias(int64_t in, int64_t out, int64_t kernel, in
 class ResNetBlock : public Module {
  public:
   virtual Tensor forward(const Tensor& x) const = 0;
-  // Quantizable layers relative to the block, in registration order.
-  virtual std::vector<std::string> layer_names() const = 0;
 
  protected:
   void add_downsample(int64_t in, int64_t out, int64_t stride) {
@@ -32,10 +30,6 @@ class ResNetBlock : public Module {
   }
   Tensor shortcut(const Tensor& x) const {
     return downsample_conv_ ? downsample_bn_->forward(downsample_conv_->forward(x)) : x;
-  }
-  std::vector<std::string> with_downsample(std::vector<std::string> names) const {
-    if (downsample_conv_) names.push_back("downsample.0");
-    return names;
   }
 
  private:
@@ -57,9 +51,6 @@ class BasicBlock : public ResNetBlock {
     Tensor y = relu(bn1_->forward(conv1_->forward(x)));
     y = bn2_->forward(conv2_->forward(y));
     return relu(y + shortcut(x));
-  }
-  std::vector<std::string> layer_names() const override {
-    return with_downsample({"conv1", "conv2"});
   }
 
  private:
@@ -86,9 +77,6 @@ class Bottleneck : public ResNetBlock {
     y = relu(bn2_->forward(conv2_->forward(y)));
     y = bn3_->forward(conv3_->forward(y));
     return relu(y + shortcut(x));
-  }
-  std::vector<std::string> layer_names() const override {
-    return with_downsample({"conv1", "conv2", "conv3"});
   }
 
  private:
@@ -147,7 +135,7 @@ class ResNet : public Net {
     num_classes_ = c.num_classes;
     conv1_ = register_module("conv1", conv_no_bias(c.in_chans, c.width, 7, 2));
     bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(c.width));
-    add_unit("conv1", UnitKind::Before, {"conv1"});
+    add_unit("conv1", UnitKind::Before);
     int64_t channels = c.width;
     for (size_t s = 0; s < c.depths.size(); ++s) {
       const std::string stage = "layer" + std::to_string(s + 1);
@@ -160,16 +148,13 @@ class ResNet : public Net {
         else
           block = std::make_shared<BasicBlock>(channels, c.stage_planes[s], stride);
         channels = c.stage_planes[s] * (c.bottleneck ? Bottleneck::kExpansion : 1);
-        const std::string unit = stage + "." + std::to_string(i);
         stage_module->register_module(std::to_string(i), block);
-        std::vector<std::string> layers;
-        for (const auto& layer : block->layer_names()) layers.push_back(unit + "." + layer);
-        add_unit(unit, UnitKind::Block, layers);
+        add_unit(stage + "." + std::to_string(i), UnitKind::Block);
         blocks_.push_back(block);
       }
     }
     fc_ = register_module("fc", std::make_shared<Linear>(channels, c.num_classes));
-    add_unit("fc", UnitKind::After, {"fc"});
+    add_unit("fc", UnitKind::After);
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {

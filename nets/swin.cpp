@@ -215,7 +215,7 @@ class SwinTransformer : public Net {
     });
     patch_embed_ = register_module("patch_embed", std::make_shared<SwinPatchEmbed>(c));
     steps_.push_back({Step::Embed, nullptr, nullptr});
-    add_unit("patch_embed", UnitKind::Before, {"patch_embed.proj"});
+    add_unit("patch_embed", UnitKind::Before);
 
     auto layers = register_module("layers", std::make_shared<ModuleList>());
     int64_t dim = c.embed_dim;
@@ -231,8 +231,7 @@ class SwinTransformer : public Net {
         auto merge = stage->register_module(
             "downsample", std::make_shared<PatchMerging>(dim, 2 * dim, c.layer_norm_eps));
         steps_.push_back({Step::Merge, nullptr, merge.get()});
-        add_unit(stage_name + ".downsample", UnitKind::Between,
-                 {stage_name + ".downsample.reduction"});
+        add_unit(stage_name + ".downsample", UnitKind::Between);
         dim *= 2;
         resolution /= 2;
       }
@@ -241,16 +240,13 @@ class SwinTransformer : public Net {
         auto block = blocks->append(
             std::make_shared<SwinBlock>(c, dim, c.num_heads[i], resolution, j % 2 == 1));
         steps_.push_back({Step::Block, block.get(), nullptr});
-        const std::string p = stage_name + ".blocks." + std::to_string(j);
-        add_unit(p, UnitKind::Block,
-                 {p + ".attn.qkv", p + ".attn.matmul1", p + ".attn.matmul2", p + ".attn.proj",
-                  p + ".mlp.fc1", p + ".mlp.fc2"});
+        add_unit(stage_name + ".blocks." + std::to_string(j), UnitKind::Block);
       }
     }
     norm_ = register_module("norm", std::make_shared<LayerNorm>(dim, c.layer_norm_eps));
     head_ = register_module("head", std::make_shared<SwinHead>(dim, c.num_classes));
     steps_.push_back({Step::Head, nullptr, nullptr});
-    add_unit("head", UnitKind::After, {"head.fc"});
+    add_unit("head", UnitKind::After);
   }
 
   // Every block's (stage, block, input resolution, window, shift), as the

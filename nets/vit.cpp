@@ -106,14 +106,9 @@ class VisionTransformer : public Net {
     norm_ = register_module("norm", std::make_shared<LayerNorm>(c.embed_dim, c.layer_norm_eps));
     head_ = register_module("head", std::make_shared<Linear>(c.embed_dim, c.num_classes));
 
-    add_unit("patch_embed", UnitKind::Before, {"patch_embed.proj"});
-    for (int64_t i = 0; i < c.depth; ++i) {
-      const std::string p = "blocks." + std::to_string(i) + ".";
-      add_unit("blocks." + std::to_string(i), UnitKind::Block,
-               {p + "attn.qkv", p + "attn.matmul1", p + "attn.matmul2", p + "attn.proj",
-                p + "mlp.fc1", p + "mlp.fc2"});
-    }
-    add_unit("head", UnitKind::After, {"head"});
+    add_unit("patch_embed", UnitKind::Before);
+    for (int64_t i = 0; i < c.depth; ++i) add_unit("blocks." + std::to_string(i), UnitKind::Block);
+    add_unit("head", UnitKind::After);
   }
 
   Tensor run_unit(int64_t t, const Tensor& x) override {

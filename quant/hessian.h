@@ -1,4 +1,4 @@
-// Hessian-guided unit scores (ALGORITHM.md section 4) and the packs they
+// Hessian-guided unit scores (docs/METHOD.md section 4) and the packs they
 // induce, plus pack-wise mixed precision (section 5).
 #pragma once
 

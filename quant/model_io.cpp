@@ -271,7 +271,6 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
                          std::to_string(max_level(weight_bits)) + "]");
       take_params(layer.name + ".weight", *wq, shape[0]);
       wq->rounding = Rounding::Nearest;
-      hook.weight_on = out.has_float_weights;
       if (!out.has_float_weights) {
         dequantized.push_back({hook.layer_weight, codes, wq->scale, wq->zero_point});
         weights_from_codes.insert(layer.name + ".weight");
@@ -280,7 +279,10 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
     for (size_t k = 0; k < hook.operand_quantizers.size(); ++k)
       if (UniformQuantizer* q = hook.operand_quantizers[k].get())
         take_params(operand_prefix(layer, k), *q, /*channels unknown before a forward=*/-1);
-    hook.activation_on = true;
+    // Float weights stay behind the weight quantizer; without them the
+    // weight is the dequantized codes.
+    hook.set_quant(/*weights=*/hook.weight_quantizer && out.has_float_weights,
+                   /*activations=*/true);
   }
 
   const LoadReport report = out.net->load_state_dict(tensors, /*strict=*/false, path);

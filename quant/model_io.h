@@ -1,4 +1,4 @@
-// Quantized model files (ALGORITHM.md section 8): one safetensors file holding
+// Quantized model files (docs/METHOD.md section 8): one safetensors file holding
 // the integer weight codes with their scales and zero points, every
 // activation quantizer, the net's other tensors in float, and a JSON
 // description from which the net is rebuilt.

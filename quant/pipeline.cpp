@@ -1,11 +1,11 @@
 #include "quant/pipeline.h"
 
-#include <chrono>
 #include <sstream>
 #include <stdexcept>
 
 #include "engine/log.h"
 #include "engine/ops.h"
+#include "engine/stopwatch.h"
 
 namespace pk {
 
@@ -40,10 +40,6 @@ std::vector<int64_t> packable_units(const Net& net) {
 }
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 std::string pack_name(const Net& net, const Pack& p) {
   std::string name = net.units()[p.first].name;
@@ -101,27 +97,55 @@ std::vector<ReconTarget> make_targets(QuantModel& model, Method method,
 
 }  // namespace
 
+const char* run_phase_name(RunPhase phase) {
+  switch (phase) {
+    case RunPhase::Data: return "data";
+    case RunPhase::Fp32Eval: return "fp32_eval";
+    case RunPhase::Init: return "init";
+    case RunPhase::Scoring: return "scoring";
+    case RunPhase::MixedPrecision: return "mixed_precision";
+    case RunPhase::Reconstruction: return "reconstruction";
+    case RunPhase::QuantEval: return "quant_eval";
+    case RunPhase::Save: return "save";
+  }
+  return "?";
+}
+
 PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
                             const PipelineOptions& options, Generator& gen, bool resumed,
-                            const std::function<void(QuantModel&)>& on_initialized) {
+                            const RunObserver& observe) {
   PipelineReport report;
   Net& net = model.net();
   const Tensor first_batch =
       slice_rows(calibration, 0, std::min(options.batch_size, calibration.size(0)));
+  Stopwatch phase;
+  auto started = [&](RunPhase p) {
+    phase.restart();
+    if (observe) observe({RunEvent::Kind::PhaseStarted, p});
+  };
+  // Records the phase's time in the report and tells the observer.
+  auto finished = [&](RunPhase p) {
+    const double seconds = phase.seconds();
+    if (p != RunPhase::MixedPrecision) report.phase_seconds[run_phase_name(p)] = seconds;
+    if (!observe) return;
+    RunEvent event{RunEvent::Kind::PhaseFinished, p};
+    event.seconds = seconds;
+    event.model = &model;
+    observe(event);
+  };
 
-  auto start = std::chrono::steady_clock::now();
+  started(RunPhase::Init);
   if (!resumed) {
     log_line("initializing quantizers on one batch of " + std::to_string(first_batch.size(0)) +
              " images");
     model.initialize(first_batch);
   }
-  if (on_initialized) on_initialized(model);
-  report.phase_seconds["init"] = seconds_since(start);
+  finished(RunPhase::Init);
 
   const std::vector<int64_t> packable = packable_units(net);
   const bool need_scores = options.method == Method::Pack || options.mixed_precision;
   if (need_scores && !packable.empty()) {
-    start = std::chrono::steady_clock::now();
+    started(RunPhase::Scoring);
     report.scores = hessian_scores(model, calibration, options.batch_size, packable);
     for (const UnitScore& s : report.scores) {
       std::ostringstream os;
@@ -137,10 +161,11 @@ PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
     for (const Pack& p : report.packs)
       log_line("pack " + pack_name(net, p) + " (" + std::to_string(p.last - p.first) +
                " units, score " + std::to_string(p.score) + ")");
-    report.phase_seconds["scoring"] = seconds_since(start);
+    finished(RunPhase::Scoring);
   }
 
   if (options.mixed_precision) {
+    started(RunPhase::MixedPrecision);
     const QuantSettings& s = model.settings();
     check(s.weight_bits == s.activation_bits,
           "--enable_mixed_precision needs --weight_bits equal to --activation_bits");
@@ -160,19 +185,31 @@ PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
        << " bits, average " << report.plan.average_bits << " bits; re-initializing quantizers";
     log_line(os.str());
     model.initialize(first_batch);
+    finished(RunPhase::MixedPrecision);
   }
 
-  start = std::chrono::steady_clock::now();
+  started(RunPhase::Reconstruction);
   report.targets = make_targets(model, options.method, report.packs);
+  const int64_t count = static_cast<int64_t>(report.targets.size());
   UnitInputs carried;
-  for (size_t i = 0; i < report.targets.size(); ++i) {
-    log_line("reconstruction " + std::to_string(i + 1) + "/" +
-             std::to_string(report.targets.size()) + ": " + report.targets[i].name);
+  for (int64_t i = 0; i < count; ++i) {
+    const ReconTarget& target = report.targets[i];
+    log_line("reconstruction " + std::to_string(i + 1) + "/" + std::to_string(count) + ": " +
+             target.name);
     report.reconstruction.push_back(
-        reconstruct(model, report.targets[i], calibration, options.recon, gen, &carried));
+        reconstruct(model, target, calibration, options.recon, gen, &carried));
+    if (observe) {
+      RunEvent event{RunEvent::Kind::TargetFinished, RunPhase::Reconstruction};
+      event.target_index = i;
+      event.target_count = count;
+      event.target = &target;
+      event.result = &report.reconstruction.back();
+      event.model = &model;
+      observe(event);
+    }
   }
   harden_soft_rounding(model);
-  report.phase_seconds["reconstruction"] = seconds_since(start);
+  finished(RunPhase::Reconstruction);
   model.set_quant(true, true);
   return report;
 }

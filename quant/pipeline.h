@@ -1,10 +1,9 @@
-// The Pack-PTQ pipeline and its baselines (ALGORITHM.md sections 4-6):
+// The Pack-PTQ pipeline and its baselines (docs/METHOD.md sections 4-6):
 // initialize quantizers -> Hessian scores -> packs -> (mixed precision) ->
 // reconstruct before-units, packs and after-units in order -> hard rounding.
 // Baselines are the same pipeline with another grouping of units.
 #pragma once
 
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,6 +11,7 @@
 #include "quant/hessian.h"
 #include "quant/quant_model.h"
 #include "quant/reconstruct.h"
+#include "quant/run_events.h"
 
 namespace pk {
 
@@ -39,7 +39,7 @@ struct PipelineReport {
   MixedPrecisionPlan plan{};
   std::vector<ReconTarget> targets;
   std::vector<ReconResult> reconstruction;
-  std::map<std::string, double> phase_seconds;  // init, scoring, reconstruction
+  std::map<std::string, double> phase_seconds;  // init, scoring (when scored), reconstruction
 };
 
 // Blocks and between-units: the units packing works on.
@@ -47,10 +47,12 @@ std::vector<int64_t> packable_units(const Net& net);
 
 // Runs the pipeline on `calibration` images [N, 3, H, W]. Unless `resumed`
 // (quantizers restored from an initialized model), quantizers are
-// initialized from the first batch; `on_initialized` then sees the model
-// (to save it). Leaves the whole model quantized.
+// initialized from the first batch. `observe` (may be empty) sees the
+// phases init, scoring, mixed_precision and reconstruction start and finish
+// (init's finish with the initialized model, to save it) and each target
+// when it is reconstructed. Leaves the whole model quantized.
 PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
                             const PipelineOptions& options, Generator& gen, bool resumed,
-                            const std::function<void(QuantModel&)>& on_initialized);
+                            const RunObserver& observe = {});
 
 }  // namespace pk

@@ -1,7 +1,8 @@
 #include "quant/quant_hook.h"
 
+#include <utility>
+
 #include "engine/parallel.h"
-#include "quant/shard_params.h"
 
 namespace pk {
 
@@ -36,19 +37,62 @@ Tensor QuantHook::operand(int index, const Tensor& x) {
   // (and would write them from several threads at once).
   if (!in_parallel_region() && x.dim() > 0 && x.size(0) > 0)
     operand_numel[index] = x.numel() / x.size(0);
-  if (capturing && index == 0) captured.push_back(x.detach());
+  if (capturing_ && index == 0) captured_.push_back(x.detach());
   UniformQuantizer* q = operand_quantizers[index].get();
-  if (!activation_on || !q) return x;
-  if (initializing && !q->initialized()) q->init(x, settings_.activation_init);
+  if (!activations_quantized() || !q) return x;
+  if (mode_ == QuantMode::Initializing && !q->initialized()) q->init(x, settings_.activation_init);
+  if (const ShardCopies* copies = calling_shard_copies())
+    return q->forward(x, copies->operand_scales[index]);
   return q->forward(x);
 }
 
 Tensor QuantHook::weight(const Tensor& w) {
-  if (!weight_on || !weight_quantizer) return w;
-  if (const Tensor* copy = shard_copy(this)) return *copy;
-  if (initializing && !weight_quantizer->initialized())
+  if (!weights_quantized() || !weight_quantizer) return w;
+  if (const ShardCopies* copies = calling_shard_copies()) return copies->weight;
+  if (mode_ == QuantMode::Initializing && !weight_quantizer->initialized())
     weight_quantizer->init(w, settings_.weight_init);
   return weight_quantizer->forward(w);
+}
+
+void QuantHook::set_quant(bool weights, bool activations) {
+  if (weights) {
+    mode_ = activations ? QuantMode::Quantized : QuantMode::Weights;
+  } else {
+    mode_ = activations ? QuantMode::Activations : QuantMode::Float;
+  }
+}
+
+void QuantHook::begin_initialization() { mode_ = QuantMode::Initializing; }
+
+void QuantHook::end_initialization() {
+  check(mode_ == QuantMode::Initializing, "end_initialization() without begin_initialization()");
+  mode_ = QuantMode::Quantized;
+}
+
+void QuantHook::start_capture() { capturing_ = true; }
+
+std::vector<Tensor> QuantHook::finish_capture() {
+  capturing_ = false;
+  std::vector<Tensor> seen;
+  seen.swap(captured_);
+  return seen;
+}
+
+void QuantHook::install_shard_copies(const ShardThreads& threads, std::vector<ShardCopies> copies) {
+  check(static_cast<int64_t>(copies.size()) == threads.shards(), "one set of copies per shard");
+  shard_threads_ = &threads;
+  shard_copies_ = std::move(copies);
+}
+
+void QuantHook::remove_shard_copies() {
+  shard_threads_ = nullptr;
+  shard_copies_.clear();
+}
+
+const ShardCopies* QuantHook::calling_shard_copies() const {
+  if (!shard_threads_) return nullptr;
+  const int64_t shard = shard_threads_->calling_shard();
+  return shard < 0 ? nullptr : &shard_copies_[static_cast<size_t>(shard)];
 }
 
 void QuantHook::set_bits(int w_bits, int a_bits) {

@@ -1,6 +1,6 @@
-// The quantized layer (ALGORITHM.md section 2): a LayerHook that puts a
+// The quantized layer (docs/METHOD.md section 2): a LayerHook that puts a
 // weight quantizer on a Conv/Linear weight and an activation quantizer on
-// each operand, with on/off switches the pipeline flips per layer and unit.
+// each operand, in a mode the pipeline sets per layer and unit.
 #pragma once
 
 #include <memory>
@@ -8,6 +8,7 @@
 
 #include "nets/layers.h"
 #include "quant/quantizer.h"
+#include "quant/shard_params.h"
 
 namespace pk {
 
@@ -15,6 +16,17 @@ struct QuantSettings {
   int weight_bits = 3, activation_bits = 3;
   bool weight_channel_wise = false, activation_channel_wise = false;
   InitMethod weight_init = InitMethod::Mse, activation_init = InitMethod::Mse;
+};
+
+// What a hook does to the weight and the operands that pass through it.
+enum class QuantMode {
+  Float,        // passes both through
+  Weights,      // fake-quantizes the weight only
+  Activations,  // fake-quantizes the operands only
+  Quantized,    // fake-quantizes both
+  // Fake-quantizes both; a quantizer not initialized yet first initializes
+  // from the first tensor it sees.
+  Initializing,
 };
 
 class QuantHook : public LayerHook {
@@ -30,14 +42,27 @@ class QuantHook : public LayerHook {
   void set_bits(int weight_bits, int activation_bits);
   void reset();
 
-  bool weight_on = false, activation_on = false;
-  // While set, quantizers that are not initialized yet initialize from the
-  // first tensor they see.
-  bool initializing = false;
-  // While set, operand 0 as it arrives (before quantization) is appended to
-  // `captured` (layer-wise reconstruction captures layer inputs).
-  bool capturing = false;
-  std::vector<Tensor> captured;
+  QuantMode mode() const { return mode_; }
+  // Float, Weights, Activations or Quantized (ending an initialization).
+  void set_quant(bool weights, bool activations);
+  // Initializing until end_initialization(), which leaves the hook Quantized.
+  void begin_initialization();
+  void end_initialization();
+
+  // From start_capture() to finish_capture(), operand 0 as it arrives (before
+  // quantization) is recorded, whatever the mode (layer-wise reconstruction
+  // captures layer inputs). finish_capture() returns the recorded tensors in
+  // order.
+  void start_capture();
+  std::vector<Tensor> finish_capture();
+
+  // Data-parallel reconstruction (quant/shard_params.h): until
+  // remove_shard_copies(), a call from the thread bound to shard s of
+  // `threads` uses copies[s] in place of the quantized weight and the operand
+  // scales.
+  void install_shard_copies(const ShardThreads& threads, std::vector<ShardCopies> copies);
+  void remove_shard_copies();
+  const std::vector<ShardCopies>& shard_copies() const { return shard_copies_; }
 
   std::unique_ptr<WeightQuantizer> weight_quantizer;                  // Conv/Linear
   std::vector<std::unique_ptr<UniformQuantizer>> operand_quantizers;  // null: none
@@ -47,7 +72,23 @@ class QuantHook : public LayerHook {
   int weight_bits, activation_bits;
 
  private:
+  bool weights_quantized() const {
+    return mode_ == QuantMode::Weights || mode_ == QuantMode::Quantized ||
+           mode_ == QuantMode::Initializing;
+  }
+  bool activations_quantized() const {
+    return mode_ == QuantMode::Activations || mode_ == QuantMode::Quantized ||
+           mode_ == QuantMode::Initializing;
+  }
+  // The copies of the shard the calling thread is bound to; null outside one.
+  const ShardCopies* calling_shard_copies() const;
+
   QuantSettings settings_;
+  QuantMode mode_ = QuantMode::Float;
+  bool capturing_ = false;
+  std::vector<Tensor> captured_;
+  const ShardThreads* shard_threads_ = nullptr;
+  std::vector<ShardCopies> shard_copies_;
 };
 
 }  // namespace pk

@@ -31,17 +31,11 @@ QuantModel::QuantModel(std::shared_ptr<Net> net, const QuantSettings& settings,
 }
 
 void QuantModel::set_quant(bool weights, bool activations) {
-  for (auto& l : layers_) {
-    l.hook->weight_on = weights;
-    l.hook->activation_on = activations;
-  }
+  for (auto& l : layers_) l.hook->set_quant(weights, activations);
 }
 
 void QuantModel::set_unit_quant(int64_t t, bool weights, bool activations) {
-  for (size_t i : unit_layers_[t]) {
-    layers_[i].hook->weight_on = weights;
-    layers_[i].hook->activation_on = activations;
-  }
+  for (size_t i : unit_layers_[t]) layers_[i].hook->set_quant(weights, activations);
 }
 
 void QuantModel::set_unit_bits(int64_t t, int bits) {
@@ -52,11 +46,10 @@ void QuantModel::initialize(const Tensor& batch) {
   NoGradGuard guard;
   for (auto& l : layers_) {
     l.hook->reset();
-    l.hook->initializing = true;
+    l.hook->begin_initialization();
   }
-  set_quant(true, true);
   net_->forward(batch);
-  for (auto& l : layers_) l.hook->initializing = false;
+  for (auto& l : layers_) l.hook->end_initialization();
 }
 
 int64_t QuantModel::layer_cost(size_t i) const {
@@ -70,6 +63,38 @@ int64_t QuantModel::unit_cost(int64_t t) const {
   int64_t cost = 0;
   for (size_t i : unit_layers_[t]) cost += layer_cost(i);
   return cost;
+}
+
+void QuantModel::to(Device device) {
+  net_->to(device);
+  auto move = [device](UniformQuantizer& q) {
+    if (!q.initialized()) return;
+    q.scale = q.scale.to(device);
+    q.zero_point = q.zero_point.to(device);
+  };
+  for (QuantLayer& layer : layers_) {
+    if (layer.hook->weight_quantizer) move(*layer.hook->weight_quantizer);
+    for (auto& q : layer.hook->operand_quantizers)
+      if (q) move(*q);
+  }
+}
+
+double QuantModel::average_bits() const {
+  double bits = 0, elements = 0;
+  for (const QuantLayer& layer : layers_) {
+    const QuantHook& h = *layer.hook;
+    bits += static_cast<double>(h.weight_numel) * h.weight_bits;
+    for (int64_t n : h.operand_numel) bits += static_cast<double>(n) * h.activation_bits;
+    elements += static_cast<double>(h.weight_numel);
+    for (int64_t n : h.operand_numel) elements += static_cast<double>(n);
+  }
+  return elements > 0 ? bits / elements : 0.0;
+}
+
+std::pair<int, int> QuantModel::unit_bits(int64_t t) const {
+  if (unit_layers_[t].empty()) return {0, 0};
+  const QuantHook& first = *layers_[unit_layers_[t].front()].hook;
+  return {first.weight_bits, first.activation_bits};
 }
 
 }  // namespace pk

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nets/net.h"
@@ -37,9 +38,18 @@ class QuantModel {
   // leaving the whole model quantized with nearest rounding.
   void initialize(const Tensor& batch);
   // Cost of a layer for mixed precision: weight elements plus one sample's
-  // operand elements (ALGORITHM.md section 5). Valid after initialize().
+  // operand elements (docs/METHOD.md section 5). Valid after initialize().
   int64_t layer_cost(size_t layer) const;
   int64_t unit_cost(int64_t t) const;
+
+  // Moves the net and every initialized quantizer to `device`.
+  void to(Device device);
+  // Bits per element over every quantized layer's weight and one sample's
+  // operands, weighted as mixed precision weighs them (layer_cost).
+  double average_bits() const;
+  // Weight and activation bits of unit t's first quantized layer (a pack's
+  // layers share them); {0, 0} for a unit without one.
+  std::pair<int, int> unit_bits(int64_t t) const;
 
  private:
   std::shared_ptr<Net> net_;

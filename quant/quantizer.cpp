@@ -6,7 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_quant.h"
-#include "quant/shard_params.h"
+#include "kernels/cpu/unfused_float.h"
 
 namespace pk {
 
@@ -31,12 +31,12 @@ UniformQuantizer::UniformQuantizer(int bits_, bool per_channel_, int64_t axis_)
 
 namespace {
 
-// Scale and zero point of the range [lo, hi] at `levels` - 1 steps, with a
-// floor on the scale so that a constant channel does not divide by zero.
-void range_to_params(float lo, float hi, float qmax, float& d, float& z) {
-  d = (hi - lo) / qmax;
+// Scale and zero point of a range, with a floor on the scale so that a
+// constant channel does not divide by zero.
+void range_to_params(const cpu::ScaledRange& range, float& d, float& z) {
+  d = range.step;
   if (!(d > 1e-8f)) d = 1e-8f;
-  z = std::nearbyint(-lo / d);
+  z = std::nearbyint(-range.min / d);
 }
 
 }  // namespace
@@ -55,15 +55,15 @@ void UniformQuantizer::init(const Tensor& x, InitMethod method) {
       int64_t best = 0;
       for (int64_t k = 1; k < kCandidates; ++k)
         if (scores[c * kCandidates + k] < scores[c * kCandidates + best]) best = k;
-      float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(best));
-      range_to_params(range.min[c] * shrink, range.max[c] * shrink, qmax, d[c], z[c]);
+      range_to_params(cpu::scaled_range(range.min[c], range.max[c], cpu::range_shrink(best), qmax),
+                      d[c], z[c]);
     }
   } else {
     // minmax includes 0 in the range; minmax_scale then shrinks it by (n+2)/8.
     float factor = method == InitMethod::MinMaxScale ? static_cast<float>(bits + 2) / 8.0f : 1.0f;
     for (size_t c = 0; c < C; ++c) {
-      float lo = std::min(range.min[c], 0.0f) * factor, hi = std::max(range.max[c], 0.0f) * factor;
-      range_to_params(lo, hi, qmax, d[c], z[c]);
+      const float lo = std::min(range.min[c], 0.0f), hi = std::max(range.max[c], 0.0f);
+      range_to_params(cpu::scaled_range(lo, hi, factor, qmax), d[c], z[c]);
     }
   }
   int64_t n = static_cast<int64_t>(C);
@@ -71,10 +71,9 @@ void UniformQuantizer::init(const Tensor& x, InitMethod method) {
   zero_point = Tensor::from_vector(z, {n}, x.device());
 }
 
-Tensor UniformQuantizer::forward(const Tensor& x) const {
+Tensor UniformQuantizer::forward(const Tensor& x, const Tensor& scale_copy) const {
   check(initialized(), "quantizer used before initialization");
-  const Tensor* shard_scale = shard_copy(this);
-  return fake_quantize(x, shard_scale ? *shard_scale : scale, zero_point, axis, bits);
+  return fake_quantize(x, scale_copy, zero_point, axis, bits);
 }
 
 void WeightQuantizer::start_adaround(const Tensor& w) {

@@ -1,4 +1,4 @@
-// Quantizers (ALGORITHM.md section 1): the uniform affine fake quantizer for
+// Quantizers (docs/METHOD.md section 1): the uniform affine fake quantizer for
 // activations and weights, and AdaRound rounding for weights.
 #pragma once
 
@@ -24,7 +24,10 @@ class UniformQuantizer {
   void reset() { scale = Tensor(); zero_point = Tensor(); }
   // Fake quantization; gradients flow to x (STE) and to scale when it
   // requires grad.
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x) const { return forward(x, scale); }
+  // The same with `scale_copy` in place of scale (a reconstruction shard's
+  // leaf copy of it).
+  Tensor forward(const Tensor& x, const Tensor& scale_copy) const;
 
   int bits;
   bool per_channel;

@@ -102,12 +102,9 @@ Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& cal
   // The layer's own input, seen by its hook as its unit runs.
   QuantLayer& ql = model.layers()[target.layer];
   auto layer_input = [&](const Tensor& x) {
-    ql.hook->capturing = true;
+    ql.hook->start_capture();
     net.forward_range(x, unit, unit + 1);
-    ql.hook->capturing = false;
-    Tensor seen = ql.hook->captured.front();
-    ql.hook->captured.clear();
-    return seen;
+    return ql.hook->finish_capture().front();
   };
   model.set_quant(true, true);
   Tensor x_q = by_batches(inputs.x_q, batch_size, layer_input);
@@ -118,13 +115,48 @@ Captured capture(QuantModel& model, const ReconTarget& target, const Tensor& cal
   return {x_q, x_fp, y};
 }
 
-// Sum over the shards of the gradient of their copy of owner's tensor
-// (undefined when no shard's loss reached it).
-Tensor summed_grad(const std::vector<ShardParams>& shards, const void* owner) {
+// Each shard's leaf copies of the hook's quantized weight (`weight`,
+// undefined without a weight quantizer) and of its operand scales.
+std::vector<ShardCopies> make_shard_copies(const QuantHook& hook, const Tensor& weight,
+                                           int64_t shards) {
+  std::vector<ShardCopies> out(static_cast<size_t>(shards));
+  for (ShardCopies& copies : out) {
+    if (weight.defined()) copies.weight = weight.detach().set_requires_grad(true);
+    for (const auto& q : hook.operand_quantizers)
+      copies.operand_scales.push_back(q ? q->scale.detach().set_requires_grad(true) : Tensor());
+  }
+  return out;
+}
+
+// The shard copies of one step on the target's hooks, removed when the step
+// ends (or throws).
+class InstalledShardCopies {
+ public:
+  InstalledShardCopies(const std::vector<QuantHook*>& hooks, const ShardThreads& threads,
+                       const std::vector<Tensor>& weights)
+      : hooks_(hooks) {
+    for (size_t h = 0; h < hooks.size(); ++h)
+      hooks[h]->install_shard_copies(threads,
+                                     make_shard_copies(*hooks[h], weights[h], threads.shards()));
+  }
+  ~InstalledShardCopies() {
+    for (QuantHook* hook : hooks_) hook->remove_shard_copies();
+  }
+  InstalledShardCopies(const InstalledShardCopies&) = delete;
+  InstalledShardCopies& operator=(const InstalledShardCopies&) = delete;
+
+ private:
+  const std::vector<QuantHook*>& hooks_;
+};
+
+// Sum over the shards of the gradient of their copy `copy` picks (undefined
+// when no shard's loss reached it).
+template <typename Pick>
+Tensor summed_grad(const std::vector<ShardCopies>& shards, Pick copy) {
   NoGradGuard guard;
   Tensor sum;
-  for (const ShardParams& params : shards) {
-    Tensor g = params.find(owner)->grad();
+  for (const ShardCopies& copies : shards) {
+    Tensor g = copy(copies).grad();
     if (g.defined()) sum = sum.defined() ? add(sum, g) : g;
   }
   return sum;
@@ -149,7 +181,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   model.set_quant(false, false);
   for (size_t i : layers) {
     QuantLayer& ql = model.layers()[i];
-    ql.hook->weight_on = ql.hook->activation_on = true;
+    ql.hook->set_quant(true, true);
     if (auto& wq = ql.hook->weight_quantizer) {
       wq->start_adaround(ql.hook->layer_weight);
       alphas.push_back(wq->alpha);
@@ -168,21 +200,17 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   // Data parallelism over the batch on the CPU: the kernels of one small
   // target cannot keep several threads busy, shards of the batch can.
   const int64_t shards = batch_shards(data.x_q.device() == Device::CPU, opt.batch_size);
-  std::vector<QuantHook*> weight_hooks;
-  std::vector<const UniformQuantizer*> scale_owners;
-  for (size_t i : layers) {
-    QuantHook* hook = model.layers()[i].hook.get();
-    if (hook->weight_quantizer) weight_hooks.push_back(hook);
-    for (auto& q : hook->operand_quantizers)
-      if (q) scale_owners.push_back(q.get());
-  }
+  ShardThreads shard_threads(shards);
+  std::vector<QuantHook*> hooks;
+  for (size_t i : layers) hooks.push_back(model.layers()[i].hook.get());
 
   const int64_t warmup_end = static_cast<int64_t>(opt.warmup * static_cast<double>(opt.iterations));
   const int64_t tail = std::max<int64_t>(1, opt.iterations / 20);
   double tail_sum = 0;
+  const int64_t curve_step = std::max<int64_t>(1, opt.iterations / kReconCurvePoints);
+  std::vector<ReconSample> curve;
   Progress progress("reconstruct " + target.name, opt.iterations);
   std::vector<int64_t> idx(opt.batch_size);
-  std::vector<ShardParams> shard_params(shards);
   std::vector<double> shard_rec(shards);
   for (int64_t it = 0; it < opt.iterations; ++it) {
     for (auto& v : idx) v = gen.randint(n);  // uniform, with replacement
@@ -199,20 +227,15 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
 
     // The soft-quantized weights once per step; each shard trains on leaf
     // copies of them and of the scales.
-    std::vector<Tensor> weights;
-    for (QuantHook* hook : weight_hooks) weights.push_back(hook->weight(hook->layer_weight));
-    for (int64_t s = 0; s < shards; ++s) {
-      shard_params[s] = ShardParams();
-      for (size_t k = 0; k < weight_hooks.size(); ++k)
-        shard_params[s].add(weight_hooks[k], weights[k].detach().set_requires_grad(true));
-      for (const UniformQuantizer* q : scale_owners)
-        shard_params[s].add(q, q->scale.detach().set_requires_grad(true));
-    }
+    std::vector<Tensor> weights(hooks.size());
+    for (size_t h = 0; h < hooks.size(); ++h)
+      if (hooks[h]->weight_quantizer) weights[h] = hooks[h]->weight(hooks[h]->layer_weight);
+    const InstalledShardCopies installed(hooks, shard_threads, weights);
     // Each shard's loss carries its share of the batch, so the shard losses
     // (and gradients) add up to the loss of the whole batch.
     auto run_shard = [&](int64_t s) {
       const ShardRows r = shard_rows(opt.batch_size, shards, s);
-      ShardScope scope(shard_params[s]);
+      const ShardThreads::Binding binding(shard_threads, s);
       Tensor rec =
           mul(reconstruction_mse(run_target(model, target, slice_rows(input, r.begin, r.count)),
                                  slice_rows(wanted, r.begin, r.count)),
@@ -223,14 +246,20 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
     run_on_threads(shards, run_shard);
     double rec_value = 0;
     for (double r : shard_rec) rec_value += r;
-    for (size_t k = 0; k < weight_hooks.size(); ++k) {
-      Tensor grad = summed_grad(shard_params, weight_hooks[k]);
-      if (grad.defined() && weights[k].requires_grad()) weights[k].backward(grad);
+    for (size_t h = 0; h < hooks.size(); ++h) {
+      if (!weights[h].defined()) continue;
+      Tensor grad = summed_grad(hooks[h]->shard_copies(),
+                                [](const ShardCopies& c) -> const Tensor& { return c.weight; });
+      if (grad.defined() && weights[h].requires_grad()) weights[h].backward(grad);
     }
-    for (size_t k = 0; k < scale_owners.size(); ++k) {
-      Tensor grad = summed_grad(shard_params, scale_owners[k]);
-      if (grad.defined()) scales[k].set_grad(grad);
-    }
+    for (QuantHook* hook : hooks)
+      for (size_t k = 0; k < hook->operand_quantizers.size(); ++k) {
+        if (!hook->operand_quantizers[k]) continue;
+        Tensor grad = summed_grad(hook->shard_copies(), [k](const ShardCopies& c) -> const Tensor& {
+          return c.operand_scales[k];
+        });
+        if (grad.defined()) hook->operand_quantizers[k]->scale.set_grad(grad);
+      }
 
     const int64_t count = it + 1;
     const double beta = rounding_beta(count, opt);
@@ -251,6 +280,8 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
       schedule->step();
     }
     if (it >= opt.iterations - tail) tail_sum += rec_value;
+    if (count % curve_step == 0 || count == opt.iterations)
+      curve.push_back({count, rec_value, round_value, beta});
     char detail[128];
     std::snprintf(detail, sizeof detail, "rec %.5g round %.4g beta %.2f", rec_value, round_value,
                   beta);
@@ -276,7 +307,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   std::snprintf(detail, sizeof detail, "final rec loss %.5g", final_loss);
   progress.finish(detail);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {target.name, final_loss, seconds};
+  return {target.name, final_loss, seconds, std::move(curve)};
 }
 
 void harden_soft_rounding(QuantModel& model) {

@@ -1,10 +1,11 @@
-// Reconstruction of one unit, pack or layer (ALGORITHM.md section 6):
+// Reconstruction of one unit, pack or layer (docs/METHOD.md section 6):
 // AdaRound on the weights and learned activation scales, trained so that the
 // quantized target reproduces its float output.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/rng.h"
 #include "quant/quant_model.h"
@@ -34,11 +35,23 @@ struct ReconTarget {
   bool mix_inputs = false;  // QDrop input mixing
 };
 
+// One point of a target's loss curve.
+struct ReconSample {
+  int64_t iteration;      // 1-based
+  double reconstruction;  // the batch's reconstruction loss
+  double rounding;        // AdaRound's rounding loss (0 during warm-up)
+  double beta;            // its exponent at this iteration
+};
+
 struct ReconResult {
   std::string name;
   double final_loss;  // reconstruction loss, mean over the last 5% of iterations
   double seconds;
+  // The loss curve at about kReconCurvePoints evenly spaced iterations,
+  // the last one included.
+  std::vector<ReconSample> curve;
 };
+inline constexpr int64_t kReconCurvePoints = 100;
 
 // BRECQ's LinearTempDecay: beta_start until warmup * iterations, then linear
 // towards beta_end. `count` is 1-based.

@@ -2,19 +2,18 @@
 
 namespace pk {
 
-namespace {
-thread_local const ShardParams* t_shard = nullptr;
+int64_t ShardThreads::calling_shard() const {
+  const std::thread::id self = std::this_thread::get_id();
+  for (size_t s = 0; s < threads_.size(); ++s)  // one entry per thread
+    if (threads_[s].load(std::memory_order_relaxed) == self) return static_cast<int64_t>(s);
+  return -1;
 }
 
-const Tensor* ShardParams::find(const void* owner) const {
-  for (const auto& [key, copy] : copies_)  // a handful of entries per target
-    if (key == owner) return &copy;
-  return nullptr;
+ShardThreads::Binding::Binding(ShardThreads& threads, int64_t shard)
+    : thread_(threads.threads_[static_cast<size_t>(shard)]) {
+  thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
-ShardScope::ShardScope(const ShardParams& params) : previous_(t_shard) { t_shard = &params; }
-ShardScope::~ShardScope() { t_shard = previous_; }
-
-const Tensor* shard_copy(const void* owner) { return t_shard ? t_shard->find(owner) : nullptr; }
+ShardThreads::Binding::~Binding() { thread_.store(std::thread::id(), std::memory_order_relaxed); }
 
 }  // namespace pk

@@ -1,43 +1,52 @@
 // Data-parallel reconstruction (quant/reconstruct.cpp) splits each batch
-// into shards that run forward and backward on their own threads. The
-// trainable tensors they share, the AdaRound-quantized weights and the
-// activation scales, would collect gradients from several threads at once,
-// so each shard works on leaf copies of its own: while a shard's
-// ShardParams is installed on a thread, the quantizers read those copies.
+// into shards whose forward and backward run at once on the threads of
+// run_on_threads, through the same net and hooks. The trainable tensors they
+// share, the AdaRound-quantized weights and the activation scales, would
+// collect gradients from several threads at once, so each shard trains leaf
+// copies of its own. The reconstruction step installs every shard's copies on
+// the hooks it trains (QuantHook::install_shard_copies) and binds each
+// shard's task to its shard while the task runs (ShardThreads::Binding); a
+// hook then hands the layer the copies of the shard that calls it.
 #pragma once
 
-#include <utility>
+#include <atomic>
+#include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "engine/tensor.h"
 
 namespace pk {
 
-class ShardParams {
- public:
-  // `owner` identifies the tensor replaced: a QuantHook for its quantized
-  // weight, a UniformQuantizer for its scale.
-  void add(const void* owner, Tensor copy) { copies_.emplace_back(owner, std::move(copy)); }
-  const Tensor* find(const void* owner) const;
-
- private:
-  std::vector<std::pair<const void*, Tensor>> copies_;
+// One shard's copies of one hook's trainable tensors.
+struct ShardCopies {
+  Tensor weight;                       // the quantized weight; undefined without a weight quantizer
+  std::vector<Tensor> operand_scales;  // one per operand; undefined where it has no quantizer
 };
 
-// Installs `params` on the calling thread for the scope's lifetime.
-class ShardScope {
+// Which thread runs which shard of a step.
+class ShardThreads {
  public:
-  explicit ShardScope(const ShardParams& params);
-  ~ShardScope();
-  ShardScope(const ShardScope&) = delete;
-  ShardScope& operator=(const ShardScope&) = delete;
+  explicit ShardThreads(int64_t shards) : threads_(static_cast<size_t>(shards)) {}
+  int64_t shards() const { return static_cast<int64_t>(threads_.size()); }
+  // The shard the calling thread is bound to, or -1.
+  int64_t calling_shard() const;
+
+  // Binds the calling thread to `shard` for the binding's lifetime.
+  class Binding {
+   public:
+    Binding(ShardThreads& threads, int64_t shard);
+    ~Binding();
+    Binding(const Binding&) = delete;
+    Binding& operator=(const Binding&) = delete;
+
+   private:
+    std::atomic<std::thread::id>& thread_;
+  };
 
  private:
-  const ShardParams* previous_;
+  // Each entry is written by its shard's task while the others read it.
+  std::vector<std::atomic<std::thread::id>> threads_;
 };
-
-// The installed shard's copy of owner's tensor; null outside a shard or for
-// an owner it does not replace.
-const Tensor* shard_copy(const void* owner);
 
 }  // namespace pk

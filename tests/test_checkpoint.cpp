@@ -4,7 +4,6 @@
 // type), a legacy torch.save file written by PyTorch and hand-made ones,
 // and the errors a bad file must give.
 #include <doctest/doctest.h>
-#include <unistd.h>
 #include <zip.h>
 
 #include <algorithm>
@@ -23,34 +22,16 @@
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
 #include "engine/torch_checkpoint.h"
+#include "tests/testing.h"
 
 using namespace pk;
+using pk::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModelsDir = std::string(PACKPTQ_FIXTURES_DIR) + "/models";
+const std::string kModelsDir = (testing::fixtures_dir() / "models").string();
 const std::string kTestData = std::string(PACKPTQ_SOURCE_DIR) + "/tests/data";
-
-// A fresh directory, removed with everything in it at the end of the test.
-struct TempDir {
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("packptq_test_checkpoint_" + std::to_string(::getpid()) + "_" +
-            std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename());
-    return names;
-  }
-  fs::path path;
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

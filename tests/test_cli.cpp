@@ -2,7 +2,6 @@
 // and both checkpoint formats, FP32 evaluation (accuracy equal to PyTorch's
 // on fashion32/val, top-k rule), `packptq eval` end to end in-process, and
 // bad input giving an exit code and no report file.
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -16,8 +15,9 @@
 #include "engine/safetensors.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
-#include "tools/cli/common.h"
+#include "nets/load_model.h"
 #include "tools/cli/flags.h"
+#include "tools/data/evaluate.h"
 
 using namespace pk;
 using pk::testing::TempDir;
@@ -26,9 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kTempTag = "test_cli";
-
-const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kFixtures = testing::fixtures_dir();
 const fs::path kModels = kFixtures / "models";
 const fs::path kFashion = kFixtures / "fashion32";
 
@@ -55,7 +53,6 @@ const std::vector<data::Sample>& val_samples() {
   return val.samples;
 }
 
-// A fresh folder under the system's temp folder, removed with its contents.
 void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out << bytes;
@@ -68,26 +65,10 @@ std::string read_bytes(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// <root>/val/<class>/ holding the first `per_class` val images of every
-// fashion32 class (symbolic links).
-void make_val_subset(const fs::path& root, size_t per_class) {
-  std::map<int64_t, size_t> taken;
-  for (const data::Sample& sample : val_samples()) {
-    if (taken[sample.label]++ >= per_class) continue;
-    const fs::path source(sample.path);
-    const fs::path folder = root / "val" / source.parent_path().filename();
-    fs::create_directories(folder);
-    fs::create_symlink(source, folder / source.filename());
-  }
-}
-
 // Runs `packptq eval ARGS...` in-process and returns its exit code.
 int run_eval_with(std::vector<std::string> args) {
   args.insert(args.begin(), "eval");
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  return run_eval(static_cast<int>(args.size()), argv.data());
+  return testing::run_command(run_eval, std::move(args));
 }
 
 void expect_same_tensors(const TensorMap& a, const TensorMap& b) {
@@ -131,7 +112,7 @@ void check_fixture(const std::string& fixture) {
           from_safetensors->forward(batch.images).to_vector());
   }
 
-  const EvalResult result = evaluate(*from_pth, samples, preprocess, 64, "eval " + fixture);
+  const data::EvalResult result = data::evaluate(*from_pth, samples, preprocess, 64, "eval " + fixture);
   const double expected = config.at("fp32_top1_val").get<double>();
   MESSAGE(fixture << ": top-1 " << result.top1 << " (PyTorch " << expected << "), top-5 "
                   << result.top5 << ", " << result.images_per_second() << " images/s");
@@ -146,7 +127,7 @@ class ReplayNet : public Net {
  public:
   ReplayNet(std::vector<float> logits, int64_t classes)
       : logits_(std::move(logits)), classes_(classes) {
-    add_unit("head", UnitKind::After, {});
+    add_unit("head", UnitKind::After);
   }
   Tensor run_unit(int64_t, const Tensor& input) override {
     const int64_t rows = input.size(0);
@@ -209,27 +190,27 @@ TEST_CASE("evaluate: top-k follows torch.topk's order (ties by index, NaN first)
   ReplayNet net(logits, 6);
   const data::PreprocessConfig preprocess = data::preprocess_config(Preprocess{});
   // Batches of 2 leave a last batch of 1.
-  const EvalResult result =
-      evaluate(net, samples_with_labels({2, 3, 0, 5, 4}), preprocess, 2, "replay");
+  const data::EvalResult result =
+      data::evaluate(net, samples_with_labels({2, 3, 0, 5, 4}), preprocess, 2, "replay");
   CHECK(result.images == 5);
   CHECK(result.top1 == doctest::Approx(40.0));
   CHECK(result.top5 == doctest::Approx(80.0));
 
   // Fewer than 5 classes: every label is within the top 5.
   ReplayNet three_classes({0, 1, 2, 2, 1, 0}, 3);
-  const EvalResult small =
-      evaluate(three_classes, samples_with_labels({0, 0}), preprocess, 8, "replay");
+  const data::EvalResult small =
+      data::evaluate(three_classes, samples_with_labels({0, 0}), preprocess, 8, "replay");
   CHECK(small.top1 == doctest::Approx(50.0));
   CHECK(small.top5 == doctest::Approx(100.0));
 
   // A label the model has no logit for is an error, not a miss.
   ReplayNet too_few({0, 1, 2}, 3);
-  CHECK_THROWS(evaluate(too_few, samples_with_labels({3}), preprocess, 8, "replay"));
+  CHECK_THROWS(data::evaluate(too_few, samples_with_labels({3}), preprocess, 8, "replay"));
 }
 
 TEST_CASE("packptq eval end to end: exit 0, report equal to the library's numbers") {
-  TempDir temp{kTempTag};
-  make_val_subset(temp.path / "data", 10);
+  TempDir temp;
+  testing::link_image_subset(kFashion, temp.path / "data", "val", 10);
   const std::string fixture = "vit_s32";
   const fs::path report = temp.path / "report.json";
   const int rc = run_eval_with({"--model_name", model_name_of(fixture), "--model_config",
@@ -255,8 +236,8 @@ TEST_CASE("packptq eval end to end: exit 0, report equal to the library's number
   std::shared_ptr<Net> net =
       load_model(model_name_of(fixture), config_of(fixture), weights_of(fixture));
   const data::ImageFolder folder = data::scan_image_folder((temp.path / "data").string(), "val");
-  const EvalResult expected =
-      evaluate(*net, folder.samples, data::preprocess_config(net->preprocess()), 16, "library");
+  const data::EvalResult expected =
+      data::evaluate(*net, folder.samples, data::preprocess_config(net->preprocess()), 16, "library");
   CHECK(json.at("top1").get<double>() == expected.top1);
   CHECK(json.at("top5").get<double>() == expected.top5);
 
@@ -289,8 +270,8 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
   CHECK_MESSAGE(wrong_name.find("'resnet18'") != std::string::npos, wrong_name);
   CHECK_MESSAGE(wrong_name.find(config_of("resnet18_w16")) != std::string::npos, wrong_name);
 
-  CHECK_THROWS_AS(load_model("resnet19", "", weights_of("resnet18_w16")), UsageError);
-  CHECK_THROWS_AS(load_model("resnet18", config_of("resnet18_w16"), ""), UsageError);
+  CHECK_THROWS_AS(load_model("resnet19", "", weights_of("resnet18_w16")), ConfigError);
+  CHECK_THROWS_AS(load_model("resnet18", config_of("resnet18_w16"), ""), ConfigError);
   // The standard resnet18 is 64 wide with 1000 classes: the fixture does not fit.
   const std::string standard =
       message_of([&] { load_model("resnet18", "", weights_of("resnet18_w16")); });
@@ -301,7 +282,7 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
 // exactly the fixture's; the names alone do not fit, and the fixture's own
 // names pass unchanged.
 void check_renamed_checkpoint(const std::string& fixture, const TensorMap& renamed) {
-  TempDir temp{kTempTag};
+  TempDir temp;
   const fs::path file = temp.path / "renamed.safetensors";
   save_safetensors(file.string(), renamed);
   std::shared_ptr<Net> current =
@@ -376,7 +357,7 @@ TEST_CASE("load_model: MobileNetV2 checkpoints with torchvision's names load as 
 }
 
 TEST_CASE("packptq eval: bad input fails with an exit code and writes no report") {
-  TempDir temp{kTempTag};
+  TempDir temp;
   const fs::path report = temp.path / "report.json";
   const std::string fixture = "resnet18_w16";
   const std::string good_data = kFashion.string();
@@ -392,7 +373,7 @@ TEST_CASE("packptq eval: bad input fails with an exit code and writes no report"
   const fs::path bad_config = temp.path / "config.json";
   write_bytes(bad_config, "{\"model_name\": \"resnet18\", ");
   const fs::path corrupt_data = temp.path / "corrupt";
-  make_val_subset(corrupt_data, 1);
+  testing::link_image_subset(kFashion, corrupt_data, "val", 1);
   const fs::path victim = fs::directory_iterator(corrupt_data / "val" / "05_sandal")->path();
   const std::string jpeg = read_bytes(victim);
   fs::remove(victim);

@@ -3,7 +3,6 @@
 // a plain double-precision reference, ImageFolder scanning, calibration
 // sampling, batch loading and bad inputs.
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,11 +22,12 @@
 
 using namespace pk;
 using namespace pk::data;
+using pk::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kFixtures = testing::fixtures_dir();
 const fs::path kTestData = fs::path(PACKPTQ_SOURCE_DIR) / "tests" / "data";
 
 std::vector<uint8_t> read_bytes(const fs::path& path) {
@@ -41,19 +41,6 @@ void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::ofstream file(path, std::ios::binary);
   file.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
-
-// A fresh directory under the system temp folder, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("packptq_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // A source entry of the manifest: {"fixture": rel} or {"data": rel}.
 std::string source_path(const nlohmann::json& source) {

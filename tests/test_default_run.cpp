@@ -3,8 +3,6 @@
 // absence is a failure), the conversion into a cached ImageFolder against the
 // shared fashion32 fixtures, training with the engine's autograd, and the
 // reuse of the cached dataset and model.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -21,29 +19,17 @@
 #include "nets/init.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
-#include "tools/cli/common.h"
+#include "nets/load_model.h"
 #include "tools/cli/fashion_mnist.h"
 
 using namespace pk;
 using namespace pk::cli;
+using pk::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
-
-// A fresh directory under the system temp folder, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("packptq_test_default_run_" + std::to_string(::getpid()) +
-                                        "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+const fs::path kFixtures = testing::fixtures_dir();
 
 void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   std::ofstream file(path, std::ios::binary);
@@ -315,9 +301,7 @@ namespace {
 // Runs `packptq default ARGS...` in-process and returns its exit code.
 int run_default_with(std::vector<std::string> args) {
   args.insert(args.begin(), "default");
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  return run_default(static_cast<int>(argv.size()), argv.data());
+  return testing::run_command(run_default, std::move(args));
 }
 
 }  // namespace

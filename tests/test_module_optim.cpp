@@ -22,8 +22,8 @@ struct Block : Module {
   std::shared_ptr<BatchNorm2d> bn;
 };
 
-struct Net : Module {
-  Net() {
+struct TinyNet : Module {
+  TinyNet() {
     block = register_module("layer1.0", std::make_shared<Block>());
     fc = register_module("fc", std::make_shared<Linear>(4, 2));
     register_buffer("scratch", Tensor::zeros({3}), /*persistent=*/false);
@@ -35,7 +35,7 @@ struct Net : Module {
 }  // namespace
 
 TEST_CASE("dotted names match checkpoint naming") {
-  Net net;
+  TinyNet net;
   TensorMap sd = net.state_dict();
   std::vector<std::string> names;
   for (auto& [k, v] : sd) names.push_back(k);
@@ -51,7 +51,7 @@ TEST_CASE("dotted names match checkpoint naming") {
 }
 
 TEST_CASE("load_state_dict copies into existing handles and reports problems by name") {
-  Net a, b;
+  TinyNet a, b;
   Generator gen(1);
   for (auto& [name, t] : a.named_parameters()) t.copy_(gen.normal_tensor(t.shape(), 0.0f, 1.0f));
   Tensor handle = b.fc->weight;
@@ -80,7 +80,7 @@ TEST_CASE("load_state_dict copies into existing handles and reports problems by 
 }
 
 TEST_CASE("train/eval propagates and non-persistent buffers stay out of state dicts") {
-  Net net;
+  TinyNet net;
   net.eval();
   CHECK_FALSE(net.block->bn->training());
   net.train();

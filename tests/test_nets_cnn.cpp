@@ -2,7 +2,6 @@
 // of the standard configurations, a forward and backward pass of each at
 // 224x224, and parity with PyTorch on the fixtures (same checkpoint, same
 // input, logits within 1e-4 of the largest logit), plus the unit list.
-#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <fstream>
@@ -11,6 +10,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
+#include "engine/stopwatch.h"
 #include "nets/fold_bn.h"
 #include "nets/init.h"
 #include "nets/net.h"
@@ -21,7 +21,7 @@ using namespace pk::testing;
 
 namespace {
 
-const std::string kModels = std::string(PACKPTQ_FIXTURES_DIR) + "/models/";
+const std::string kModels = (fixtures_dir() / "models").string() + "/";
 const char* kFixtureNames[] = {"resnet18_w16", "resnet50_w16", "mobilenetv2_w050", "regnetx_200m",
                                "mnasnet_s050"};
 
@@ -29,10 +29,6 @@ nlohmann::json read_config(const std::string& fixture) {
   std::ifstream in(kModels + fixture + "/config.json");
   REQUIRE_MESSAGE(in.good(), "cannot open " << kModels << fixture << "/config.json");
   return nlohmann::json::parse(in);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 bool all_finite(const Tensor& t) {
@@ -107,12 +103,12 @@ TEST_CASE("standard CNNs run forward and backward at 224x224") {
     auto net = create_net(name);
     init_random(*net, 0);
     net->eval();
-    const auto start = std::chrono::steady_clock::now();
+    const Stopwatch stopwatch;
     const std::clock_t cpu_start = std::clock();
     Tensor logits = net->forward(image);
-    const double forward_s = seconds_since(start);
+    const double forward_s = stopwatch.seconds();
     sum(logits).backward();
-    const double total_s = seconds_since(start);
+    const double total_s = stopwatch.seconds();
     const double cpu_s = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
     MESSAGE(name << ": forward " << forward_s << " s, forward+backward " << total_s << " s wall, "
                  << cpu_s << " s CPU");

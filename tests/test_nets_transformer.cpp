@@ -2,7 +2,6 @@
 // standard configurations, forward and backward at 224 px, logits parity
 // with timm 1.0.9 on the shared fixtures, and the unit decomposition.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
+#include "engine/stopwatch.h"
 #include "nets/init.h"
 #include "nets/net.h"
 #include "tests/testing.h"
@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kModels = fs::path(PACKPTQ_FIXTURES_DIR) / "models";
+const fs::path kModels = fixtures_dir() / "models";
 
 nlohmann::json read_config(const std::string& fixture) {
   std::ifstream in(kModels / fixture / "config.json");
@@ -38,10 +38,6 @@ std::shared_ptr<Net> load_fixture(const std::string& fixture, nlohmann::json& co
                        /*strict=*/true, fixture);
   net->eval();
   return net;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 double max_abs(const std::vector<float>& v) {
@@ -228,13 +224,13 @@ static void check_forward_backward_224(const std::string& name) {
   init_random(*net, 11);
   Generator gen(5);
   Tensor image = gen.uniform_tensor({1, 3, 224, 224}, -1.0f, 1.0f);
-  auto start = std::chrono::steady_clock::now();
+  Stopwatch stopwatch;
   Tensor logits = net->forward(image);
-  double forward_s = seconds_since(start);
+  double forward_s = stopwatch.seconds();
   REQUIRE(logits.shape() == Shape{1, 1000});
-  start = std::chrono::steady_clock::now();
+  stopwatch.restart();
   sum(logits).backward();
-  double backward_s = seconds_since(start);
+  double backward_s = stopwatch.seconds();
   MESSAGE(name << ": forward " << forward_s << " s, backward " << backward_s << " s");
   std::vector<float> values = logits.to_vector();
   CHECK_MESSAGE(std::isfinite(max_abs(values)), name << " logits not finite");

@@ -20,7 +20,6 @@
 #include "quant/model_io.h"
 #include "quant/pipeline.h"
 #include "tests/testing.h"
-#include "tools/cli/common.h"
 #include "tools/data/dataset.h"
 
 using namespace pk;
@@ -29,9 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kTempTag = "test_pipeline";
-
-const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kFixtures = testing::fixtures_dir();
 const fs::path kFashion = kFixtures / "fashion32";
 constexpr int64_t kCalibration = 128;
 constexpr uint64_t kSeed = 1005;
@@ -158,8 +155,9 @@ Run run(const std::string& fixture, const RunConfig& rc) {
   options.recon.iterations = rc.iterations;
   options.recon.keep_soft_rounding = rc.keep_soft_rounding;
   Generator gen(rc.seed);
-  r.report = run_pipeline(*r.model, d.calibration, options, gen, false, [&](QuantModel& m) {
-    if (rc.eval_rtn) r.rtn = top1(m.net(), d);
+  r.report = run_pipeline(*r.model, d.calibration, options, gen, false, [&](const RunEvent& e) {
+    if (rc.eval_rtn && e.kind == RunEvent::Kind::PhaseFinished && e.phase == RunPhase::Init)
+      r.rtn = top1(e.model->net(), d);
   });
   r.quantized = top1(*r.net, d);
   MESSAGE(std::string(fixture + " " + method_name(rc.method) + " W" + std::to_string(rc.bits) +
@@ -184,7 +182,7 @@ void check_packs(const Net& net, const std::vector<Pack>& packs) {
 
 // Saves the trained model, checks its codes, reloads it and compares logits.
 void check_save_load(const std::string& fixture, Run& r) {
-  TempDir dir{kTempTag};
+  TempDir dir;
   const std::string path = (dir.path / "model.safetensors").string();
   const nlohmann::json config = fixture_config(fixture);
   save_quantized_model(path, *r.model, {{"model_config", config}, {"note", "test"}}, false);
@@ -331,7 +329,7 @@ TEST_CASE("first and last layers pinned to 8 bits save 8-bit codes and reload ex
 
 TEST_CASE("an initialized model saved with float weights resumes to the same result") {
   const std::string fixture = "resnet18_w16";
-  TempDir dir{kTempTag};
+  TempDir dir;
   const std::string path = (dir.path / "inited.safetensors").string();
   RunConfig rc;
   rc.iterations = 10;
@@ -348,8 +346,9 @@ TEST_CASE("an initialized model saved with float weights resumes to the same res
   options.method = rc.method;
   options.recon.iterations = rc.iterations;
   Generator gen(kSeed);
-  run_pipeline(model, d.calibration, options, gen, false, [&](QuantModel& m) {
-    save_quantized_model(path, m, {{"model_config", fixture_config(fixture)}}, true);
+  run_pipeline(model, d.calibration, options, gen, false, [&](const RunEvent& e) {
+    if (e.kind == RunEvent::Kind::PhaseFinished && e.phase == RunPhase::Init)
+      save_quantized_model(path, *e.model, {{"model_config", fixture_config(fixture)}}, true);
   });
 
   LoadedQuantModel loaded = load_quantized_model(path);
@@ -379,7 +378,7 @@ TEST_CASE("a tampered quantized model is refused with the file and the problem")
   RunConfig rc;
   rc.method = Method::Rtn;
   Run r = run(fixture, rc);
-  TempDir dir{kTempTag};
+  TempDir dir;
   const std::string saved = (dir.path / "model.safetensors").string();
   save_quantized_model(saved, *r.model, {{"model_config", fixture_config(fixture)}}, false);
   const TensorMap tensors = load_safetensors(saved);
@@ -503,7 +502,7 @@ TEST_CASE("keep_soft_rounding: later units see soft rounding, every unit ends ha
 }
 
 TEST_CASE("safetensors: int64 tensors named as U8 are stored one byte each and read back") {
-  TempDir dir{kTempTag};
+  TempDir dir;
   const std::string path = (dir.path / "codes.safetensors").string();
   const TensorMap tensors = {{"codes", Tensor::from_int64({0, 7, 255, 128, 1, 2}, {2, 3})},
                              {"index", Tensor::from_int64({-3, 300}, {2})},

@@ -1,14 +1,17 @@
 // Quantization ops: fake quantization and AdaRound against plain references
-// of ALGORITHM.md's formulas. Rounding makes fake quantization piecewise
+// of docs/METHOD.md's formulas. Rounding makes fake quantization piecewise
 // constant, so its straight-through gradients are checked against their
 // defining formulas; AdaRound's soft rounding and its regularizer are smooth
 // in alpha and are checked against finite differences.
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <thread>
 
 #include "engine/ops_quant.h"
 #include "engine/safetensors.h"
+#include "kernels/cpu/unfused_float.h"
+#include "quant/quant_hook.h"
 #include "quant/quantizer.h"
 #include "tests/testing.h"
 
@@ -32,19 +35,18 @@ Ref fake_quant_ref(double x, double d, double z, double qmax) {
 }
 
 // Exact (double) mean |x - q_k(x)|^2.4 of each candidate for one channel
-// [values], q_k formed in float as the kernel and the reference do (this file
-// is built without fused multiply-adds, tests/CMakeLists.txt), and the
-// exponent 2.4 as a float (the reference raises float32 tensors to 2.4, which
-// PyTorch converts to the tensor's type).
+// [values], q_k formed in float as the kernel and the reference do (its range
+// from scaled_range, whose rounding the test below pins), and the exponent
+// 2.4 as a float (the reference raises float32 tensors to 2.4, which PyTorch
+// converts to the tensor's type).
 std::vector<double> exact_range_scores(const std::vector<float>& values, int bits) {
   const float qmax = static_cast<float>((1 << bits) - 1);
   const float mn = *std::min_element(values.begin(), values.end());
   const float mx = *std::max_element(values.begin(), values.end());
   std::vector<double> scores(80);
   for (int k = 0; k < 80; ++k) {
-    const float shrink = static_cast<float>(1.0 - 0.01 * k);
-    const float hi = mx * shrink, lo = mn * shrink;
-    const float d = (hi - lo) / qmax, z = std::nearbyint(-lo / d);
+    const cpu::ScaledRange range = cpu::scaled_range(mn, mx, cpu::range_shrink(k), qmax);
+    const float d = range.step, z = std::nearbyint(-range.min / d);
     double s = 0.0;
     for (float v : values) {
       const float xq = static_cast<float>(fake_quant_ref(v, d, z, qmax).value);
@@ -208,9 +210,9 @@ TEST_CASE("channel range and MSE candidate scores against a reference") {
   std::vector<double> scores = quant_range_scores(x, 1, true, r, 80, 3, 2.4f);
   for (int c = 0; c < 3; ++c)
     for (int k : {0, 13, 79}) {
-      float shrink = static_cast<float>(1.0 - 0.01 * k);
-      float hi = r.max[c] * shrink, lo = r.min[c] * shrink;
-      float d = (hi - lo) / 7.0f, z = std::nearbyint(-lo / d);
+      const cpu::ScaledRange range =
+          cpu::scaled_range(r.min[c], r.max[c], cpu::range_shrink(k), 7.0f);
+      const float d = range.step, z = std::nearbyint(-range.min / d);
       double s = 0;
       for (int o = 0; o < 5; ++o)
         for (int i = 0; i < 7; ++i) {
@@ -262,8 +264,135 @@ TEST_CASE("MSE search ranks near-tied candidates as exact arithmetic does") {
     CHECK(argmin(scores) == 7);
     UniformQuantizer q(4, true, 0);
     q.init(channel, InitMethod::Mse);
-    const float mn = *std::min_element(row.begin(), row.end()) * 0.93f;
-    const float mx = *std::max_element(row.begin(), row.end()) * 0.93f;
-    CHECK(q.scale.item() == (mx - mn) / 15.0f);
+    const float mn = *std::min_element(row.begin(), row.end());
+    const float mx = *std::max_element(row.begin(), row.end());
+    CHECK(q.scale.item() == cpu::scaled_range(mn, mx, 0.93f, 15.0f).step);
   }
+}
+
+// The range search's arithmetic must round every float product before the
+// subtraction that follows it, as the reference's separate float32 ops do;
+// a build that fuses them into multiply-adds fails here. The inputs are ones
+// where a fused product gives another float. The expected values emulate
+// each float op in double, rounded to float: exact (a float product fits in
+// a double; rounding a double difference to float rounds it once), and with
+// no float multiply-add for the compiler to form.
+TEST_CASE("range and quantization error arithmetic rounds each product, never fused") {
+  auto mul = [](float a, float b) { return static_cast<float>(double{a} * double{b}); };
+  auto sub = [](float a, float b) { return static_cast<float>(double{a} - double{b}); };
+
+  SUBCASE("a candidate's range and step: (hi * shrink - lo * shrink) / qmax") {
+    const float lo = -0x1.729b9cp-1f, hi = 0x1.5b232p+0f, shrink = cpu::range_shrink(7);
+    REQUIRE(shrink == 0.93f);
+    const float mn = mul(lo, shrink), mx = mul(hi, shrink);
+    const float step = sub(mx, mn) / 15.0f;
+    // Either product fused into the subtraction moves the step.
+    REQUIRE(std::fma(hi, shrink, -mn) / 15.0f != step);
+    REQUIRE(std::fma(-lo, shrink, mx) / 15.0f != step);
+
+    const cpu::ScaledRange range = cpu::scaled_range(lo, hi, shrink, 15.0f);
+    CHECK(range.min == mn);
+    CHECK(range.step == step);
+  }
+  SUBCASE("quantization errors: x - (level - z) * step") {
+    // Every value on the grid as the fake quantizer outputs it, the product
+    // rounded to float: each error is 0. Fused, an error is the product's
+    // rounding instead, nonzero wherever the product is inexact.
+    const float step = 0.1f, z = 8.0f;
+    std::vector<float> x;
+    double fused_sum = 0.0;
+    for (int repeat = 0; repeat < 3; ++repeat)  // full vector lanes and a tail
+      for (int level = 0; level <= 15; ++level) {
+        x.push_back(mul(static_cast<float>(level) - z, step));
+        const float fused_error = std::fma(z - static_cast<float>(level), step, x.back());
+        fused_sum += std::pow(std::fabs(static_cast<double>(fused_error)), 2.4);
+      }
+    REQUIRE(fused_sum > 0.0);
+
+    const auto n = static_cast<int64_t>(x.size());
+    // A zero error adds only the underflowed power of the smallest normal.
+    CHECK(cpu::quant_error_power_sum<float>(x.data(), n, step, z, 15.0f, 2.4f) < 1e-6 * fused_sum);
+    CHECK(cpu::quant_error_power_sum<double>(x.data(), n, step, z, 15.0f, 2.4f) < 1e-6 * fused_sum);
+  }
+}
+
+TEST_CASE("a quantizer hook transforms what its mode says and captures in any mode") {
+  Generator gen(3);
+  const Linear layer(4, 3);
+  QuantHook hook(layer, QuantSettings{}, /*has_input_quantizer=*/true);
+  const Tensor x = gen.uniform_tensor({2, 4}, -1.0f, 1.0f);
+  const Tensor w = gen.uniform_tensor({3, 4}, -1.0f, 1.0f);
+  CHECK(hook.mode() == QuantMode::Float);
+  CHECK(hook.operand(0, x).to_vector() == x.to_vector());
+  CHECK(hook.weight(w).to_vector() == w.to_vector());
+
+  hook.begin_initialization();
+  const Tensor xq = hook.operand(0, x), wq = hook.weight(w);
+  CHECK(hook.operand_quantizers[0]->initialized());
+  CHECK(hook.weight_quantizer->initialized());
+  CHECK(xq.to_vector() != x.to_vector());
+  CHECK(wq.to_vector() != w.to_vector());
+  hook.end_initialization();
+  CHECK(hook.mode() == QuantMode::Quantized);
+  expect_invalid([&] { hook.end_initialization(); }, "without begin_initialization");
+
+  hook.set_quant(/*weights=*/true, /*activations=*/false);
+  CHECK(hook.mode() == QuantMode::Weights);
+  CHECK(hook.weight(w).to_vector() == wq.to_vector());
+  CHECK(hook.operand(0, x).to_vector() == x.to_vector());
+  hook.set_quant(/*weights=*/false, /*activations=*/true);
+  CHECK(hook.mode() == QuantMode::Activations);
+  CHECK(hook.weight(w).to_vector() == w.to_vector());
+  CHECK(hook.operand(0, x).to_vector() == xq.to_vector());
+
+  // Operand 0 as it arrives, before quantization, quantized mode or float.
+  hook.start_capture();
+  hook.operand(0, x);
+  hook.set_quant(false, false);
+  hook.operand(0, xq);
+  const std::vector<Tensor> seen = hook.finish_capture();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].to_vector() == x.to_vector());
+  CHECK(seen[1].to_vector() == xq.to_vector());
+  hook.operand(0, x);
+  CHECK(hook.finish_capture().empty());
+}
+
+TEST_CASE("a hook hands the thread bound to a shard that shard's copies") {
+  Generator gen(4);
+  const Linear layer(4, 3);
+  QuantHook hook(layer, QuantSettings{}, /*has_input_quantizer=*/true);
+  const Tensor x = gen.uniform_tensor({2, 4}, -1.0f, 1.0f);
+  const Tensor w = gen.uniform_tensor({3, 4}, -1.0f, 1.0f);
+  hook.begin_initialization();
+  const Tensor xq = hook.operand(0, x), wq = hook.weight(w);
+  hook.end_initialization();
+
+  ShardThreads threads(2);
+  std::vector<ShardCopies> copies(2);
+  for (int s = 0; s < 2; ++s) {
+    copies[s].weight = Tensor::full({3, 4}, static_cast<float>(s + 1));
+    copies[s].operand_scales = {Tensor::full({1}, 0.25f * static_cast<float>(s + 1))};
+  }
+  hook.install_shard_copies(threads, copies);
+  // A thread bound to no shard gets the hook's own.
+  CHECK(hook.weight(w).to_vector() == wq.to_vector());
+  CHECK(hook.operand(0, x).to_vector() == xq.to_vector());
+  std::vector<float> weight_of_shard1, operand_of_shard1;
+  std::thread shard1([&] {
+    const ShardThreads::Binding binding(threads, 1);
+    weight_of_shard1 = hook.weight(w).to_vector();
+    operand_of_shard1 = hook.operand(0, x).to_vector();
+  });
+  shard1.join();
+  CHECK(weight_of_shard1 == copies[1].weight.to_vector());
+  CHECK(operand_of_shard1 ==
+        hook.operand_quantizers[0]->forward(x, copies[1].operand_scales[0]).to_vector());
+  {
+    const ShardThreads::Binding binding(threads, 0);
+    CHECK(hook.weight(w).to_vector() == copies[0].weight.to_vector());
+  }
+  hook.remove_shard_copies();
+  const ShardThreads::Binding binding(threads, 1);
+  CHECK(hook.weight(w).to_vector() == wq.to_vector());
 }

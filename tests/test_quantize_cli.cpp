@@ -5,7 +5,6 @@
 // flags failing before any model or report is written.
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/parallel.h"
@@ -16,49 +15,28 @@
 #include "tools/data/dataset.h"
 
 using namespace pk;
+using pk::testing::link_image_subset;
+using pk::testing::run_command;
 using pk::testing::TempDir;
 using namespace pk::cli;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kTempTag = "test_quantize";
-
-const fs::path kFixtures = PACKPTQ_FIXTURES_DIR;
+const fs::path kFixtures = testing::fixtures_dir();
 const fs::path kModel = kFixtures / "models" / "resnet18_w16";
 const fs::path kFashion = kFixtures / "fashion32";
 
-// <root>/<split>/<class>/ with the first `per_class` images of each fashion32
-// class (symbolic links): a dataset small enough for a quick run.
-void link_subset(const fs::path& root, const std::string& split, size_t per_class) {
-  const data::ImageFolder folder = data::scan_image_folder(kFashion.string(), split);
-  std::map<int64_t, size_t> taken;
-  for (const data::Sample& sample : folder.samples) {
-    if (taken[sample.label]++ >= per_class) continue;
-    const fs::path source(sample.path);
-    const fs::path target = root / split / source.parent_path().filename();
-    fs::create_directories(target);
-    fs::create_symlink(source, target / source.filename());
-  }
-}
-
 // One dataset for every test: 40 train and 20 val images per class.
 const fs::path& dataset() {
-  static TempDir dir{kTempTag};
+  static TempDir dir;
   static bool made = false;
   if (!made) {
-    link_subset(dir.path, "train", 40);
-    link_subset(dir.path, "val", 20);
+    link_image_subset(kFashion, dir.path, "train", 40);
+    link_image_subset(kFashion, dir.path, "val", 20);
     made = true;
   }
   return dir.path;
-}
-
-int run_command(int (*command)(int, char**), std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  return command(static_cast<int>(args.size()), argv.data());
 }
 
 // Flags of a quick W4A4 Pack-PTQ run writing into `out`.
@@ -126,7 +104,7 @@ void check_trained_model(const fs::path& out, const nlohmann::json& report,
 
 // The quick run, done once and shared by the tests that inspect it.
 struct FirstRun {
-  TempDir out{kTempTag};
+  TempDir out;
   int status = -1;
   std::vector<fs::path> inited, trained, logs;
   nlohmann::json report;
@@ -214,7 +192,7 @@ TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval -
 }
 
 TEST_CASE("quantize --reference_preprocessing: augmented calibration, eval as the run") {
-  TempDir out{kTempTag};
+  TempDir out;
   REQUIRE(run_command(run_quantize, with(quick_run(out.path),
                                          {"--reference_preprocessing", "--method", "rtn"})) == 0);
   const nlohmann::json report = read_json(out.path / "report.json");
@@ -258,7 +236,7 @@ TEST_CASE("quantize --reference_preprocessing: augmented calibration, eval as th
 }
 
 TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloads exactly") {
-  TempDir out{kTempTag};
+  TempDir out;
   const std::vector<std::string> args =
       with(quick_run(out.path), {"--fold_bn", "--method", "brecq", "--calibration_iterations", "5"});
   REQUIRE(run_command(run_quantize, args) == 0);
@@ -277,7 +255,7 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
   // unfolded file is refused.
   const std::vector<fs::path> inited = files_in(out.path / "inited_models", ".safetensors");
   REQUIRE(inited.size() == 1);
-  TempDir resumed{kTempTag};
+  TempDir resumed;
   REQUIRE(run_command(run_quantize,
                       {"quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
                        inited[0].string(), "--calibration_samples", "128", "--threads", "2",
@@ -293,7 +271,7 @@ TEST_CASE("quantize --fold_bn: folded convs are quantized, the saved model reloa
 
 TEST_CASE("quantize --keep_soft_rounding: recorded, later targets train on other inputs") {
   const FirstRun& run = first_run();
-  TempDir out{kTempTag};
+  TempDir out;
   REQUIRE(run_command(run_quantize, with(quick_run(out.path), {"--keep_soft_rounding"})) == 0);
   const nlohmann::json report = read_json(out.path / "report.json");
   CHECK(report["config"]["keep_soft_rounding"] == true);
@@ -313,7 +291,7 @@ TEST_CASE("quantize --keep_soft_rounding: recorded, later targets train on other
 
 TEST_CASE("quantize: same flags, seed and threads give the same report apart from its timing") {
   const FirstRun& run = first_run();
-  TempDir out{kTempTag};
+  TempDir out;
   REQUIRE(run_command(run_quantize, quick_run(out.path)) == 0);
   nlohmann::json again = read_json(out.path / "report.json");
   CHECK(again["timing"]["started_at"].is_string());
@@ -333,7 +311,7 @@ TEST_CASE("quantize resumes from an initialized model with --pretrained_model_pa
   // reconstruction per unit. (test_pipeline checks that a resumed run equals
   // the straight one.) Into an --output_dir that does not exist yet, with the
   // report inside it.
-  TempDir resumed_root{kTempTag};
+  TempDir resumed_root;
   const fs::path resumed_out = resumed_root.path / "resumed";
   const std::vector<std::string> resume = {
       "quantize", "--dataset_path", dataset().string(), "--pretrained_model_path",
@@ -359,7 +337,7 @@ TEST_CASE("quantize resumes from an initialized model with --pretrained_model_pa
 }
 
 TEST_CASE("quantize --method rtn and mixed precision report their bits") {
-  TempDir out{kTempTag};
+  TempDir out;
   REQUIRE(run_command(run_quantize, with(quick_run(out.path), {"--method", "rtn",
                                                                "--calibration_iterations", "0",
                                                                "--first_last_8bit"})) == 0);
@@ -368,7 +346,7 @@ TEST_CASE("quantize --method rtn and mixed precision report their bits") {
   CHECK(rtn["packs"].empty());
   CHECK(rtn["average_bits"].get<double>() > 4.0);  // first and last layers at 8 bits
 
-  TempDir mixed_out{kTempTag};
+  TempDir mixed_out;
   REQUIRE(run_command(run_quantize, with(quick_run(mixed_out.path),
                                          {"--enable_mixed_precision", "--calibration_iterations",
                                           "5"})) == 0);
@@ -385,7 +363,7 @@ TEST_CASE("quantize --method rtn and mixed precision report their bits") {
 }
 
 TEST_CASE("quantize: bad flags fail with a usage error and write no model or report") {
-  TempDir out{kTempTag};
+  TempDir out;
   const std::vector<std::string> base = quick_run(out.path);
   std::vector<std::string> no_dataset = base;
   no_dataset.erase(no_dataset.begin() + 1, no_dataset.begin() + 3);
@@ -430,10 +408,10 @@ TEST_CASE("quantize: bad flags fail with a usage error and write no model or rep
 }
 
 TEST_CASE("quantize: train and val with other class folders are refused before any output") {
-  TempDir out{kTempTag};
+  TempDir out;
   const fs::path root = out.path / "dataset";
-  link_subset(root, "train", 1);
-  link_subset(root, "val", 1);
+  link_image_subset(kFashion, root, "train", 1);
+  link_image_subset(kFashion, root, "val", 1);
   const std::string last_class = data::scan_image_folder(kFashion.string(), "val").classes.back();
   fs::rename(root / "val" / last_class, root / "val" / "zz_other");
   std::vector<std::string> args = quick_run(out.path / "run");
@@ -446,10 +424,10 @@ TEST_CASE("quantize: train and val with other class folders are refused before a
 TEST_CASE("quantize: a run that fails midway says why in its log and saves no trained model") {
   // A dataset whose val/ holds a corrupt JPEG: the FP32 evaluation, after
   // the log is opened, stops on it.
-  TempDir out{kTempTag};
+  TempDir out;
   const fs::path root = out.path / "dataset";
-  link_subset(root, "train", 2);
-  link_subset(root, "val", 1);
+  link_image_subset(kFashion, root, "train", 2);
+  link_image_subset(kFashion, root, "val", 1);
   const std::string first_class = data::scan_image_folder(kFashion.string(), "val").classes.at(0);
   const fs::path corrupt = root / "val" / first_class / "000000_corrupt.jpg";
   std::ofstream(corrupt) << "not a JPEG";

@@ -1,5 +1,7 @@
-// Shared helpers for the kernel tests: random inputs, closeness checks and a
-// finite-difference gradient checker.
+// Shared helpers for the tests: random inputs, closeness checks and a
+// finite-difference gradient checker for the kernel tests; temporary folders,
+// the fixtures' location, small fashion32 subsets and in-process command runs
+// for the tests of the tools.
 //
 // Adding an op test: build random inputs with random_input(), compare the
 // forward result against a plain loop reference with expect_close(), then
@@ -12,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,6 +23,7 @@
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
+#include "tools/data/dataset.h"
 
 namespace pk::testing {
 
@@ -127,14 +131,14 @@ inline void expect_gradients(const std::function<Tensor(const std::vector<Tensor
 }
 
 // A fresh, empty directory under the system temp directory, removed with
-// its contents at scope exit. `tag` (the test file) keeps runs of several
-// test binaries apart.
+// its contents at scope exit. The process id keeps test binaries and test
+// cases run in parallel apart.
 struct TempDir {
   std::filesystem::path path;
-  explicit TempDir(const std::string& tag) {
+  TempDir() {
     static int counter = 0;
     path = std::filesystem::temp_directory_path() /
-           ("packptq_" + tag + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+           ("packptq_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
@@ -144,6 +148,44 @@ struct TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  // The names directly inside, in directory order.
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(path))
+      names.push_back(entry.path().filename().string());
+    return names;
+  }
 };
+
+// The shared fixtures: models/<fixture>/ and the fashion32 dataset.
+inline std::filesystem::path fixtures_dir() { return PACKPTQ_FIXTURES_DIR; }
+
+// <root>/<split>/<class>/ with symbolic links to the first `per_class` images
+// of each class of <source_root>/<split> (ImageFolder order): a dataset small
+// enough for a quick run.
+inline void link_image_subset(const std::filesystem::path& source_root,
+                              const std::filesystem::path& root, const std::string& split,
+                              size_t per_class) {
+  const data::ImageFolder folder = data::scan_image_folder(source_root.string(), split);
+  std::map<int64_t, size_t> taken;
+  for (const data::Sample& sample : folder.samples) {
+    if (taken[sample.label]++ >= per_class) continue;
+    const std::filesystem::path source(sample.path);
+    const std::filesystem::path target = root / split / folder.classes[sample.label];
+    std::filesystem::create_directories(target);
+    std::filesystem::create_symlink(source, target / source.filename());
+  }
+}
+
+// Runs a command's entry point in-process as main() would run it (args[0] is
+// the command name, argv ends with a null pointer); returns its exit code.
+inline int run_command(int (*command)(int, char**), std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  return command(static_cast<int>(args.size()), argv.data());
+}
 
 }  // namespace pk::testing

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -34,10 +35,6 @@ ValidRange valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out
   lo = std::min(lo, hi);
   return {lo, hi};
 }
-
-// Multiply-adds below which spreading work over threads costs more than it
-// saves (thread wake-up dominates tiny convolutions).
-constexpr int64_t kParallelMinMacs = 1 << 18;
 
 // Scratch floats that every user overwrites before reading: no zero fill
 // (a std::vector's value-initialization was a visible share of small convs).

@@ -7,14 +7,13 @@
 #include <vector>
 
 #include "kernels/cpu/broadcast.h"
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/elementwise_math.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
 
 namespace {
-
-constexpr int64_t kParallelMin = 32768;
 
 // Call f(op) with op as a compile-time constant, so that element loops are
 // branch-free and vectorize instead of switching per element.

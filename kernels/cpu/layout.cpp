@@ -5,16 +5,16 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/kernels.h"
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/index_geometry.h"
+#include "kernels/kernels.h"
 
 namespace pk::cpu {
 
 namespace {
 
-constexpr int64_t kParallelMin = 32768;  // elements; below this threads cost more than they save
-constexpr int64_t kMinChunk = 16384;     // elements one task copies at least
-constexpr int64_t kTile = 32;            // transpose tile edge: 32x32 floats fit in L1
+constexpr int64_t kMinChunk = 16384;  // elements one task copies at least
+constexpr int64_t kTile = 32;         // transpose tile edge: 32x32 floats fit in L1
 
 // Calls f(begin, end) on contiguous ranges of [0, n), one per thread when the
 // work (n * cost elements) is worth sharing.

@@ -11,13 +11,12 @@
 #include <vector>
 
 #include "kernels/cpu/double_sums.h"
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
 
 namespace {
-
-constexpr int64_t kParallelMin = 32768;
 
 using ConstArray = Eigen::Map<const Eigen::ArrayXf>;
 using Array = Eigen::Map<Eigen::ArrayXf>;

@@ -1,6 +1,7 @@
 // Optimizer update kernels, element-wise in place.
 #include <cmath>
 
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -13,7 +14,7 @@ void adam_update(int64_t n, float* param, const float* grad, float* m, float* v,
   const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
   const float step_size = lr / bc1;
   const float bc2_sqrt = std::sqrt(bc2);
-#pragma omp parallel for simd if (parallel: n > 32768)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float g = grad[i] + weight_decay * param[i];
     m[i] = beta1 * m[i] + (1.0f - beta1) * g;
@@ -26,7 +27,7 @@ void adam_update(int64_t n, float* param, const float* grad, float* m, float* v,
 // buffer starts as the first gradient.
 void sgd_update(int64_t n, float* param, const float* grad, float* momentum_buf, float lr,
                 float momentum, float weight_decay, bool first_step) {
-#pragma omp parallel for simd if (parallel: n > 32768)
+#pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float g = grad[i] + weight_decay * param[i];
     if (momentum != 0.0f) {

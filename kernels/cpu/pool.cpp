@@ -8,13 +8,16 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
 
 namespace {
 
-constexpr int64_t kParallelMin = 16384;  // output elements below which threads cost more
+// Pooling spreads over threads from half the element-wise threshold: its
+// elements each read or write a window, more work than an element-wise op's.
+constexpr int64_t kPoolParallelMin = kParallelMin / 2;
 
 // A pooling window along one axis: [start, end) clipped to the input, and
 // its size counting padding (PyTorch clips the padded end at size + pad).
@@ -62,7 +65,7 @@ Window adaptive_bin(int64_t i, int64_t size, int64_t out_size) {
 
 void max_pool2d_forward(const PoolGeom& g, const float* x, float* y) {
   const int64_t planes = g.N * g.C, HW = g.H * g.W, P = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * P > kParallelMin)
+#pragma omp parallel for schedule(static) if (planes * P > kPoolParallelMin)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const float* xp = x + plane * HW;
     float* yp = y + plane * P;
@@ -80,7 +83,7 @@ void max_pool2d_forward(const PoolGeom& g, const float* x, float* y) {
 // Recomputes the argmax from x (no saved indices) and routes dy there.
 void max_pool2d_backward(const PoolGeom& g, const float* x, const float* dy, float* dx) {
   const int64_t planes = g.N * g.C, HW = g.H * g.W, P = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * P > kParallelMin)
+#pragma omp parallel for schedule(static) if (planes * P > kPoolParallelMin)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const float* xp = x + plane * HW;
     const float* dyp = dy + plane * P;
@@ -99,7 +102,7 @@ void max_pool2d_backward(const PoolGeom& g, const float* x, const float* dy, flo
 
 void avg_pool2d_forward(const PoolGeom& g, const float* x, float* y) {
   const int64_t planes = g.N * g.C, HW = g.H * g.W, P = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * P > kParallelMin)
+#pragma omp parallel for schedule(static) if (planes * P > kPoolParallelMin)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const float* xp = x + plane * HW;
     float* yp = y + plane * P;
@@ -118,7 +121,7 @@ void avg_pool2d_forward(const PoolGeom& g, const float* x, float* y) {
 
 void avg_pool2d_backward(const PoolGeom& g, const float* dy, float* dx) {
   const int64_t planes = g.N * g.C, HW = g.H * g.W, P = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * P > kParallelMin)
+#pragma omp parallel for schedule(static) if (planes * P > kPoolParallelMin)
   for (int64_t plane = 0; plane < planes; ++plane) {
     const float* dyp = dy + plane * P;
     float* dxp = dx + plane * HW;
@@ -137,7 +140,7 @@ void avg_pool2d_backward(const PoolGeom& g, const float* dy, float* dx) {
 
 void adaptive_avg_pool2d_forward(int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                  const float* x, float* y) {
-#pragma omp parallel for schedule(static) if (NC * H * W > kParallelMin)
+#pragma omp parallel for schedule(static) if (NC * H * W > kPoolParallelMin)
   for (int64_t plane = 0; plane < NC; ++plane) {
     const float* xp = x + plane * H * W;
     float* yp = y + plane * OH * OW;
@@ -156,7 +159,7 @@ void adaptive_avg_pool2d_forward(int64_t NC, int64_t H, int64_t W, int64_t OH, i
 
 void adaptive_avg_pool2d_backward(int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                   const float* dy, float* dx) {
-#pragma omp parallel for schedule(static) if (NC * H * W > kParallelMin)
+#pragma omp parallel for schedule(static) if (NC * H * W > kPoolParallelMin)
   for (int64_t plane = 0; plane < NC; ++plane) {
     const float* dyp = dy + plane * OH * OW;
     float* dxp = dx + plane * H * W;

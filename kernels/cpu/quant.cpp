@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/double_sums.h"
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/cpu/quant_views.h"
 #include "kernels/kernels.h"
 
@@ -117,7 +118,7 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
                           float* dalpha) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (n > 32768)
+#pragma omp parallel for schedule(static) reduction(+ : total) if (n > kParallelMin)
   for (int64_t k = 0; k < chunks; ++k) {
     const int64_t i = k * kChunk, len = std::min(kChunk, n - i);
     const ArrayChunk s = sigmoid(alpha + i, len);

@@ -1,17 +1,15 @@
 // Statistics for quantizer initialization: per-channel ranges and the scores
-// of the MSE range search. Built with -ffp-contract=off (kernels/CMakeLists):
-// the quantization error must be x minus the float quantized value, as the
-// quantizer produces it and as the reference computes it, not a fused
-// multiply-add that skips rounding the quantized value.
+// of the MSE range search. The arithmetic that must round as the reference
+// rounds, each candidate's range and its quantization errors, is in
+// unfused_float.cpp.
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "kernels/cpu/quant_views.h"
+#include "kernels/cpu/unfused_float.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -41,28 +39,14 @@ void channel_minmax(const AxisGeom& g, const float* x, float* mn, float* mx) {
 namespace {
 
 // Sum over [begin, end) of |x - q(x)|^p for the candidate that shrinks the
-// range [lo, hi] by (1 - 0.01 k); 0 for a constant channel. Quantized values
-// are formed in float as the reference does; err^p is exp(p log err), in float
-// (fast, Eigen vectorizes it) or in double (about 7x slower here: Eigen's
-// double log is scalar).
+// range [lo, hi] by (1 - 0.01 k); 0 for a constant channel.
 template <typename Real>
 double range_error_sum(const float* x, int64_t begin, int64_t end, float lo, float hi, int64_t k,
                        float qmax, float p) {
-  const float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));  // as Python
-  const float new_max = hi * shrink, new_min = lo * shrink;
-  const float d = (new_max - new_min) / qmax;
-  if (!(d > 0.0f)) return 0.0;  // constant channel: every candidate scores the same
-  const float z = std::nearbyint(-new_min / d);
-  constexpr Real kTiny = std::numeric_limits<Real>::min();  // 0^p through the clamp
-  double s = 0.0;
-  in_chunks(begin, end, [&](int64_t i, int64_t n) {
-    const ConstArrayMap v(x + i, n);
-    const ArrayChunk level = ((v / d).rint() + z).max(0.0f).min(qmax);
-    const ArrayChunk err = (v - (level - z) * d).abs();
-    s += static_cast<double>(
-        (static_cast<Real>(p) * err.template cast<Real>().max(kTiny).log()).exp().sum());
-  });
-  return s;
+  const ScaledRange range = scaled_range(lo, hi, range_shrink(k), qmax);
+  if (!(range.step > 0.0f)) return 0.0;  // constant channel: every candidate scores the same
+  const float z = std::nearbyint(-range.min / range.step);
+  return quant_error_power_sum<Real>(x + begin, end - begin, range.step, z, qmax, p);
 }
 
 }  // namespace

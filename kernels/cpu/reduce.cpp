@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu/broadcast.h"
+#include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -31,7 +32,7 @@ void sum_to_shape(const BroadcastShape& s, const float* x, float* out) {
 
   if (n_out >= 4 * omp_get_max_threads() || per_out < 4096) {
     // Enough outputs to share out: each sums its own reduced sub-space.
-#pragma omp parallel for if (n_in > 32768)
+#pragma omp parallel for if (n_in > kParallelMin)
     for (int64_t o = 0; o < n_out; ++o) {
       int64_t base = 0, rem = o;
       for (int d = nd - 1; d >= 0; --d) {
@@ -95,7 +96,7 @@ void broadcast_to(const BroadcastShape& s, const float* x, float* out) {
   int64_t inner = nd ? s.out[nd - 1] : 1;
   int64_t inner_stride = nd ? strides[nd - 1] : 0;
   if (inner == 0) return;
-#pragma omp parallel for if (n > 32768)
+#pragma omp parallel for if (n > kParallelMin)
   for (int64_t row = 0; row < n / inner; ++row) {
     int64_t off = broadcast_offset(nd, s.out, strides, row * inner);
     float* o = out + row * inner;

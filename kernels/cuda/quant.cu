@@ -204,7 +204,8 @@ __global__ void range_scores_kernel(AxisGeom g, const float* x, const float* lo,
   double* out = partial + (blockIdx.y * g.dim + c) * K;
   for (int64_t k = 0; k < K; ++k) {
     const float shrink = static_cast<float>(1.0 - 0.01 * static_cast<double>(k));
-    // __fmul_rn: products rounded before the subtraction, never fused.
+    // __fmul_rn: products rounded before the subtraction, never fused (as in
+    // kernels/cpu/unfused_float.cpp).
     const float new_max = __fmul_rn(hi[c], shrink), new_min = __fmul_rn(lo[c], shrink);
     const float d = (new_max - new_min) / qmax;
     if (!(d > 0.0f)) {  // uniform over the block: every thread skips together

@@ -4,23 +4,21 @@
 //      once into an ImageFolder of 32x32 RGB JPEGs in the cache.
 //   2. A ResNet-18 of width 16 trained on it by the engine's own autograd,
 //      cached after the first run.
-//   3. Pack-PTQ at W4A4 (run_quantize in-process), then FP32 and quantized
-//      top-1 on the 10000 test images.
+//   3. Pack-PTQ at W4A4 (quantize() of quant/run.h), then FP32 and
+//      quantized top-1 on the 10000 test images.
 // Sized to finish in under 10 minutes on 2 cores on the first run: it took
 // 4m30s on 2 cores (conversion 3 s, training 3m31s, Pack-PTQ 56 s). Later
 // runs reuse the cache and do step 3 only.
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
 #include "engine/log.h"
 #include "engine/parallel.h"
+#include "engine/stopwatch.h"
+#include "quant/run.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/common.h"
 #include "tools/cli/fashion_mnist.h"
@@ -63,18 +61,8 @@ std::string default_cache_dir() {
   return ".packptq_cache";
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-nlohmann::json read_report(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("the quantization run wrote no report '" + path + "'");
-  return nlohmann::json::parse(in);
-}
-
 int default_main(int argc, char** argv) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch start;
   FlagSet flags("packptq default");
   flags.add_string("cache_dir", default_cache_dir(),
                    "where the converted dataset and the trained model are kept "
@@ -97,16 +85,15 @@ int default_main(int argc, char** argv) {
   const std::string output_dir = flags.str("output_dir");
   const int64_t iterations = flags.integer("calibration_iterations");
   const int64_t threads = flags.integer("threads");
-  if (cache_dir.empty()) throw UsageError("--cache_dir must not be empty");
-  if (output_dir.empty()) throw UsageError("--output_dir must not be empty");
-  if (iterations <= 0)
-    throw UsageError("--calibration_iterations must be positive, got " +
-                     std::to_string(iterations));
-  if (threads < 0)
-    throw UsageError("--threads must be 0 (all cores) or more, got " + std::to_string(threads));
+  if (cache_dir.empty()) throw ConfigError("--cache_dir must not be empty");
+  if (output_dir.empty()) throw ConfigError("--output_dir must not be empty");
+  check_positive("calibration_iterations", iterations);
+  check_thread_count("threads", threads);
   set_num_threads(static_cast<int>(threads));
-  log_line("packptq default run: Fashion-MNIST -> ResNet-18 (width 16) -> Pack-PTQ W4A4; "
-           "threads " + std::to_string(num_threads()) + ", cache " + cache_dir);
+  log_line(
+      "packptq default run: Fashion-MNIST -> ResNet-18 (width 16) -> Pack-PTQ W4A4; "
+      "threads " +
+      std::to_string(num_threads()) + ", cache " + cache_dir);
 
   log_line("step 1/3: dataset");
   const std::string dataset_root = (fs::path(cache_dir) / "fashion_mnist").string();
@@ -114,50 +101,43 @@ int default_main(int argc, char** argv) {
   spec.train_images = kTrainImages;
   spec.val_images = kValImages;
   prepare_fashion_mnist(dataset_root, spec);
-  const double dataset_seconds = seconds_since(start);
+  const double dataset_seconds = start.seconds();
 
   log_line("step 2/3: FP32 model");
-  const auto model_start = std::chrono::steady_clock::now();
+  const Stopwatch model_start;
   const DefaultModel model = prepare_default_model(
       (fs::path(cache_dir) / "resnet18_w16_fashion").string(), dataset_root, default_training());
-  const double model_seconds = seconds_since(model_start);
+  const double model_seconds = model_start.seconds();
 
   log_line("step 3/3: Pack-PTQ W4A4");
-  const auto quant_start = std::chrono::steady_clock::now();
-  fs::create_directories(output_dir);
-  const std::string report_path = (fs::path(output_dir) / "report.json").string();
-  std::vector<std::string> args = {"quantize",
-                                   "--dataset_path", dataset_root,
-                                   "--model_name", "resnet18",
-                                   "--model_config", model.config_path,
-                                   "--weights", model.weights_path,
-                                   "--weight_bits", "4",
-                                   "--activation_bits", "4",
-                                   "--weight_channel_wise",
-                                   "--calibration_samples", std::to_string(kCalibrationSamples),
-                                   "--calibration_iterations", std::to_string(iterations),
-                                   "--threads", std::to_string(threads),
-                                   "--output_dir", output_dir,
-                                   "--report_json", report_path};
-  std::vector<char*> quantize_argv;
-  for (std::string& arg : args) quantize_argv.push_back(arg.data());
-  const int status = run_quantize(static_cast<int>(quantize_argv.size()), quantize_argv.data());
-  if (status != 0) return status;
-  const double quant_seconds = seconds_since(quant_start);
+  const Stopwatch quant_start;
+  QuantizeConfig config;
+  config.dataset_path = dataset_root;
+  config.model_name = "resnet18";
+  config.model_config = model.config_path;
+  config.weights = model.weights_path;
+  config.weight_bits = config.activation_bits = 4;
+  config.weight_channel_wise = true;
+  config.calibration_samples = kCalibrationSamples;
+  config.calibration_iterations = iterations;
+  config.threads = threads;
+  config.output_dir = output_dir;
+  config.report_json = (fs::path(output_dir) / "report.json").string();
+  const QuantizeResult result = quantize(config);
+  const double quant_seconds = quant_start.seconds();
+  std::printf("%s\n", summary_line(result).c_str());
 
-  const nlohmann::json report = read_report(report_path);
   char line[256];
   std::snprintf(line, sizeof line,
                 "default run done: FP32 top-1 %.2f%%, Pack-PTQ W4A4 top-1 %.2f%% on %lld "
                 "Fashion-MNIST test images; wall time %s (dataset %s, model %s%s, "
                 "quantization %s)",
-                report.at("fp32_top1").get<double>(), report.at("quant_top1").get<double>(),
-                static_cast<long long>(report.at("val_images").get<int64_t>()),
-                format_duration(seconds_since(start)).c_str(),
-                format_duration(dataset_seconds).c_str(), format_duration(model_seconds).c_str(),
-                model.trained ? " trained" : " cached", format_duration(quant_seconds).c_str());
+                result.fp32.top1, result.quantized.top1, static_cast<long long>(result.val_images),
+                format_duration(start.seconds()).c_str(), format_duration(dataset_seconds).c_str(),
+                format_duration(model_seconds).c_str(), model.trained ? " trained" : " cached",
+                format_duration(quant_seconds).c_str());
   log_line(line);
-  std::printf("%s\nreport: %s\n", line, report_path.c_str());
+  std::printf("%s\nreport: %s\n", line, config.report_json.c_str());
   std::fflush(stdout);
   return 0;
 }

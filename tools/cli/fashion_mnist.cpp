@@ -19,10 +19,11 @@
 #include "engine/autograd.h"
 #include "engine/log.h"
 #include "engine/optim.h"
+#include "engine/output_files.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "nets/init.h"
-#include "tools/cli/common.h"
+#include "nets/load_model.h"
 
 namespace pk::cli {
 
@@ -41,7 +42,7 @@ const std::vector<std::string>& fashion_mnist_classes() {
 
 namespace {
 
-constexpr int kImageSize = 32;     // the fixtures' and the default model's input size
+constexpr int kImageSize = 32;  // the fixtures' and the default model's input size
 constexpr int kJpegQuality = 95;
 
 std::vector<uint8_t> read_gzip(const std::string& path) {
@@ -103,8 +104,8 @@ IdxImages read_fashion_mnist(const std::string& source_dir, const std::string& s
   const std::vector<int64_t> label_dims = idx_dims(labels, 1, labels_path);
   if (image_dims[0] != label_dims[0])
     throw std::runtime_error("'" + images_path + "' holds " + std::to_string(image_dims[0]) +
-                             " images but '" + labels_path + "' " +
-                             std::to_string(label_dims[0]) + " labels");
+                             " images but '" + labels_path + "' " + std::to_string(label_dims[0]) +
+                             " labels");
   IdxImages out;
   out.count = image_dims[0];
   out.rows = static_cast<int>(image_dims[1]);
@@ -332,8 +333,9 @@ TrainStats train_classifier(Net& net, const std::vector<data::Sample>& samples,
   const int64_t n = static_cast<int64_t>(samples.size());
   check(n >= 2 && options.epochs > 0 && options.batch_size >= 2,
         "train_classifier: needs at least 2 samples, a positive epoch count and batches of 2 or "
-        "more; got " + std::to_string(n) + " samples, " + std::to_string(options.epochs) +
-            " epochs, batch " + std::to_string(options.batch_size));
+        "more; got " +
+            std::to_string(n) + " samples, " + std::to_string(options.epochs) + " epochs, batch " +
+            std::to_string(options.batch_size));
   // Full batches only: a last batch of one image has no BatchNorm statistics.
   const int64_t batch = std::min(options.batch_size, n);
   const int64_t steps_per_epoch = n / batch;
@@ -437,8 +439,7 @@ DefaultModel prepare_default_model(const std::string& model_dir, const std::stri
   std::shared_ptr<Net> net = create_net("resnet18", config);
   check(static_cast<int64_t>(train.classes.size()) == net->num_classes(),
         train.directory + " has " + std::to_string(train.classes.size()) +
-            " class folders, the default model " + std::to_string(net->num_classes()) +
-            " classes");
+            " class folders, the default model " + std::to_string(net->num_classes()) + " classes");
   init_random(*net, options.seed);
   log_line("model: training resnet18 (width 16, " + std::to_string(net->num_parameters()) +
            " parameters) on " + std::to_string(train.samples.size()) + " images for " +

@@ -6,10 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "nets/net.h"
 #include "tools/data/dataset.h"
@@ -71,14 +70,14 @@ struct TrainOptions {
   int64_t batch_size = 128;
   float learning_rate = 2e-3f;  // Adam, cosine-annealed to 0 over all steps
   float weight_decay = 0.0f;
-  bool hflip = true;            // random horizontal flips
-  uint64_t seed = 0;            // initialization, shuffling and flips
+  bool hflip = true;  // random horizontal flips
+  uint64_t seed = 0;  // initialization, shuffling and flips
 };
 
 struct TrainStats {
   int64_t steps = 0;
-  double first_loss = 0;      // loss of the first batch
-  double last_epoch_loss = 0;  // mean loss over the last epoch
+  double first_loss = 0;           // loss of the first batch
+  double last_epoch_loss = 0;      // mean loss over the last epoch
   double last_epoch_accuracy = 0;  // percent, training mode, over the last epoch
   double seconds = 0;
 };

@@ -7,14 +7,6 @@
 
 namespace pk::cli {
 
-namespace {
-std::string format_number(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-}  // namespace
-
 void FlagSet::add_string(const std::string& name, const std::string& fallback,
                          const std::string& help) {
   flags_[name] = {Type::String, fallback, help};
@@ -25,7 +17,7 @@ void FlagSet::add_int(const std::string& name, int64_t fallback, const std::stri
   order_.push_back(name);
 }
 void FlagSet::add_float(const std::string& name, double fallback, const std::string& help) {
-  flags_[name] = {Type::Float, format_number(fallback), help};
+  flags_[name] = {Type::Float, number_text(fallback), help};
   order_.push_back(name);
 }
 void FlagSet::add_switch(const std::string& name, const std::string& help) {
@@ -37,7 +29,7 @@ bool FlagSet::parse(int argc, char** argv, int first) {
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") return false;
-    if (arg.rfind("--", 0) != 0) throw UsageError("unexpected argument '" + arg + "'");
+    if (arg.rfind("--", 0) != 0) throw ConfigError("unexpected argument '" + arg + "'");
     std::string name = arg.substr(2), value;
     bool inline_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {
@@ -46,14 +38,14 @@ bool FlagSet::parse(int argc, char** argv, int first) {
       inline_value = true;
     }
     auto it = flags_.find(name);
-    if (it == flags_.end()) throw UsageError("unknown flag --" + name + " (see --help)");
+    if (it == flags_.end()) throw ConfigError("unknown flag --" + name + " (see --help)");
     Flag& flag = it->second;
     if (flag.type == Type::Switch) {
-      if (inline_value) throw UsageError("--" + name + " takes no value");
+      if (inline_value) throw ConfigError("--" + name + " takes no value");
       flag.value = "true";
     } else {
       if (!inline_value) {
-        if (i + 1 >= argc) throw UsageError("--" + name + " needs a value");
+        if (i + 1 >= argc) throw ConfigError("--" + name + " needs a value");
         value = argv[++i];
       }
       // Out-of-range and non-finite values are refused here: strtoll and
@@ -62,14 +54,16 @@ bool FlagSet::parse(int argc, char** argv, int first) {
       errno = 0;
       if (flag.type == Type::Int) {
         std::strtoll(value.c_str(), &end, 10);
-        if (value.empty() || *end) throw UsageError("--" + name + " expects an integer, got '" + value + "'");
-        if (errno == ERANGE) throw UsageError("--" + name + " " + value + " is out of range");
+        if (value.empty() || *end)
+          throw ConfigError("--" + name + " expects an integer, got '" + value + "'");
+        if (errno == ERANGE) throw ConfigError("--" + name + " " + value + " is out of range");
       } else if (flag.type == Type::Float) {
         const double number = std::strtod(value.c_str(), &end);
-        if (value.empty() || *end) throw UsageError("--" + name + " expects a number, got '" + value + "'");
+        if (value.empty() || *end)
+          throw ConfigError("--" + name + " expects a number, got '" + value + "'");
         if (!std::isfinite(number))
-          throw UsageError("--" + name + " expects a finite number, got '" + value + "'");
-        if (errno == ERANGE) throw UsageError("--" + name + " " + value + " is out of range");
+          throw ConfigError("--" + name + " expects a finite number, got '" + value + "'");
+        if (errno == ERANGE) throw ConfigError("--" + name + " " + value + " is out of range");
       }
       flag.value = value;
     }

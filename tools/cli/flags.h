@@ -6,15 +6,13 @@
 
 #include <cstdint>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-namespace pk::cli {
+#include "engine/errors.h"
+#include "engine/settings.h"
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+namespace pk::cli {
 
 class FlagSet {
  public:
@@ -25,7 +23,8 @@ class FlagSet {
   void add_float(const std::string& name, double fallback, const std::string& help);
   void add_switch(const std::string& name, const std::string& help);  // store-true
 
-  // Parses argv[first..argc); throws UsageError. Returns false when --help was given.
+  // Parses argv[first..argc); throws ConfigError (exit code 2). Returns false when --help was
+  // given.
   bool parse(int argc, char** argv, int first);
 
   const std::string& str(const std::string& name) const;
@@ -47,5 +46,54 @@ class FlagSet {
   std::map<std::string, Flag> flags_;
   std::vector<std::string> order_;
 };
+
+// A flag per setting of a table (engine/settings.h), with `defaults`' values
+// as the flags' defaults.
+template <class Config>
+void declare_settings(FlagSet& flags, const std::vector<Setting<Config>>& settings,
+                      const Config& defaults) {
+  for (const Setting<Config>& s : settings) {
+    const nlohmann::json value = s.get(defaults);
+    switch (s.kind) {
+      case SettingKind::Text:
+        flags.add_string(s.name, value.get<std::string>(), s.help);
+        break;
+      case SettingKind::Integer:
+        flags.add_int(s.name, value.get<int64_t>(), s.help);
+        break;
+      case SettingKind::Number:
+        flags.add_float(s.name, value.get<double>(), s.help);
+        break;
+      case SettingKind::Switch:
+        flags.add_switch(s.name, s.help);
+        break;
+    }
+  }
+}
+
+// Writes the flags given on the command line into `config` and names them
+// in config.given.
+template <class Config>
+void apply_settings(const FlagSet& flags, const std::vector<Setting<Config>>& settings,
+                    Config& config) {
+  for (const Setting<Config>& s : settings) {
+    if (!flags.given(s.name)) continue;
+    switch (s.kind) {
+      case SettingKind::Text:
+        s.set(config, flags.str(s.name));
+        break;
+      case SettingKind::Integer:
+        s.set(config, flags.integer(s.name));
+        break;
+      case SettingKind::Number:
+        s.set(config, flags.number(s.name));
+        break;
+      case SettingKind::Switch:
+        s.set(config, flags.on(s.name));
+        break;
+    }
+    config.given.insert(s.name);
+  }
+}
 
 }  // namespace pk::cli

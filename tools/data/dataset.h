@@ -61,8 +61,8 @@ struct Batch {
   Tensor labels;  // int64 [B]
 };
 
-// The reference implementation's choice for every model (ALGORITHM.md
-// section 7): ImageNet mean and std, Resize(floor(input_size / 0.875)) and
+// The reference implementation's choice for every model (docs/METHOD.md
+// section 10.3): ImageNet mean and std, Resize(floor(input_size / 0.875)) and
 // CenterCrop(input_size), bilinear.
 PreprocessConfig reference_preprocess_config(int input_size);
 

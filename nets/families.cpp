@@ -1,8 +1,8 @@
+#include "nets/families.h"
+
 #include <cmath>
 #include <string>
 #include <vector>
-
-#include "nets/families.h"
 
 namespace pk {
 
@@ -31,6 +31,18 @@ Preprocess parse_preprocess(const nlohmann::json& cfg, Preprocess p) {
     return "model config: input_size must be positive, got " + std::to_string(p.input_size);
   });
   return p;
+}
+
+bool split_indexed_name(const std::string& key, const std::string& prefix, int64_t& index,
+                        std::string& rest) {
+  if (key.compare(0, prefix.size(), prefix) != 0) return false;
+  const size_t digits = key.find_first_not_of("0123456789", prefix.size());
+  if (digits == std::string::npos || key[digits] != '.' || digits == prefix.size() ||
+      digits - prefix.size() > 9)
+    return false;
+  index = std::stoll(key.substr(prefix.size(), digits - prefix.size()));
+  rest = key.substr(digits + 1);
+  return true;
 }
 
 }  // namespace pk
