@@ -161,7 +161,39 @@ TensorMap strip_module_prefix(TensorMap tensors) {
   return stripped;
 }
 
+bool is_ema_key(const std::string& key) {
+  size_t begin = 0;
+  while (begin <= key.size()) {
+    size_t end = key.find('_', begin);
+    if (end == std::string::npos) end = key.size();
+    if (key.compare(begin, end - begin, "ema") == 0) return true;
+    begin = end + 1;
+  }
+  return false;
+}
+
+std::string StateDictEntry::describe() const {
+  const std::string count =
+      std::to_string(names.size()) + (names.size() == 1 ? " tensor" : " tensors");
+  return (entry.empty() ? "the top level" : "'" + entry + "'") + " (" + count + ")";
+}
+
 namespace {
+
+// A safetensors file: one state dict, read whole when opened.
+class TensorMapCheckpoint : public Checkpoint {
+ public:
+  TensorMapCheckpoint(const std::string& path, TensorMap tensors)
+      : Checkpoint(path), tensors_(std::move(tensors)) {
+    StateDictEntry entry;
+    for (const auto& [name, tensor] : tensors_) entry.names.push_back(name);
+    state_dicts_.push_back(std::move(entry));
+  }
+  TensorMap load(size_t) const override { return tensors_; }
+
+ private:
+  TensorMap tensors_;
+};
 
 // POSIX tar: "ustar" at byte 257 of the first header.
 bool is_tar_archive(const std::string& path) {
@@ -173,7 +205,7 @@ bool is_tar_archive(const std::string& path) {
 
 }  // namespace
 
-TensorMap load_checkpoint(const std::string& path) {
+std::unique_ptr<Checkpoint> open_checkpoint(const std::string& path) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored))
     throw_checkpoint_error(path, "is a directory, not a checkpoint file");
@@ -187,10 +219,11 @@ TensorMap load_checkpoint(const std::string& path) {
   // Local file header, or the end-of-directory record of an empty archive.
   const bool zip = got >= 4 && magic[0] == 'P' && magic[1] == 'K' &&
                    ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6));
-  if (zip) return load_torch_checkpoint(path);
-  if (got == 9 && magic[8] == '{') return strip_module_prefix(load_safetensors(path));
+  if (zip) return open_torch_checkpoint(path);
+  if (got == 9 && magic[8] == '{')
+    return std::make_unique<TensorMapCheckpoint>(path, strip_module_prefix(load_safetensors(path)));
   // A pickle's PROTO opcode: torch.save's format before PyTorch 1.6.
-  if (got >= 2 && magic[0] == 0x80) return load_legacy_torch_checkpoint(path);
+  if (got >= 2 && magic[0] == 0x80) return open_legacy_torch_checkpoint(path);
   if (is_tar_archive(path))
     throw_checkpoint_error(path, "a tar archive, as torch.save wrote before PyTorch 0.4: not "
                                  "supported; re-save it with a later PyTorch");
@@ -199,6 +232,22 @@ TensorMap load_checkpoint(const std::string& path) {
   throw_checkpoint_error(path, "not a PyTorch checkpoint (zip or legacy torch.save) and not a "
                                "safetensors file (first bytes:" +
                                    std::string(got ? hex : " none, empty file") + ")");
+}
+
+size_t default_state_dict(const std::vector<StateDictEntry>& state_dicts) {
+  size_t best = 0;
+  auto better = [](const StateDictEntry& a, const StateDictEntry& b) {
+    if (a.ema != b.ema) return !a.ema;
+    return a.names.size() > b.names.size();
+  };
+  for (size_t i = 1; i < state_dicts.size(); ++i)
+    if (better(state_dicts[i], state_dicts[best])) best = i;
+  return best;
+}
+
+TensorMap load_checkpoint(const std::string& path) {
+  const std::unique_ptr<Checkpoint> checkpoint = open_checkpoint(path);
+  return checkpoint->load(default_state_dict(checkpoint->state_dicts()));
 }
 
 }  // namespace pk

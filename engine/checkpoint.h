@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -18,12 +20,49 @@ namespace pk {
 // Parameter and buffer name -> tensor (CPU, float32 or int64), sorted by name.
 using TensorMap = std::map<std::string, Tensor>;
 
-// Loads the state dict of a checkpoint, choosing the reader by the file's
-// first bytes: "PK\x03\x04" is a torch.save zip, a pickle's PROTO opcode
-// (0x80) a legacy torch.save file, an 8-byte length followed by '{' is
-// safetensors. Wrappers such as {'model': state_dict} are unwrapped
-// and a "module." prefix on every key (DataParallel) is removed.
+// One dict of tensors in a checkpoint: the pickled object itself, or one a
+// training script keeps under a key ('state_dict', 'model', 'model_ema', ...).
+struct StateDictEntry {
+  std::string entry;               // keys from the top, joined by '.'; "" for the top level
+  std::vector<std::string> names;  // its tensors' names, sorted, "module." removed as below
+  bool ema = false;                // an exponential moving average of the weights
+  std::string describe() const;    // "'model_ema' (62 tensors)", "the top level (1 tensor)"
+};
+
+// A checkpoint file, read far enough to list its state dicts; each is
+// materialized only when asked for, so that a training checkpoint's model
+// and EMA copies are never in memory together.
+class Checkpoint {
+ public:
+  virtual ~Checkpoint() = default;
+  const std::string& path() const { return path_; }
+  // Never empty, in the file's order. safetensors files hold one.
+  const std::vector<StateDictEntry>& state_dicts() const { return state_dicts_; }
+  // The tensors of state_dicts()[index].
+  virtual TensorMap load(size_t index) const = 0;
+
+ protected:
+  explicit Checkpoint(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  std::vector<StateDictEntry> state_dicts_;
+};
+
+// Opens a checkpoint, choosing the reader by the file's first bytes:
+// "PK\x03\x04" is a torch.save zip, a pickle's PROTO opcode (0x80) a legacy
+// torch.save file, an 8-byte length followed by '{' is safetensors. A
+// "module." prefix on every key of a state dict (DataParallel) is removed.
+std::unique_ptr<Checkpoint> open_checkpoint(const std::string& path);
+
+// Without a network to fit: the state dict with the most tensors, an EMA
+// copy only when there is nothing else, the earliest on a tie.
+size_t default_state_dict(const std::vector<StateDictEntry>& state_dicts);
+
+// The default state dict of the checkpoint at `path`.
 TensorMap load_checkpoint(const std::string& path);
+
+// Whether a wrapper key names an exponential moving average of the weights:
+// one of its '_'-separated words is "ema" (state_dict_ema, model_ema, ...).
+bool is_ema_key(const std::string& key);
 
 // Removes a leading "module." from every key when every key has it.
 TensorMap strip_module_prefix(TensorMap tensors);

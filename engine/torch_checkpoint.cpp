@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -89,13 +90,67 @@ class ZipArchive {
 };
 
 // ---------------------------------------------------------------------------
-// Pickled values: just the kinds a state dict and its wrappers are made of.
+// Pickled values: the kinds a state dict and its wrappers are made of, and
+// placeholders for objects of every other class.
+
+// torch.save's storage classes. Those packptq loads name their element type;
+// the others (an RNG state's ByteStorage, a mask's BoolStorage) may appear in
+// a checkpoint's metadata, so they are known by element size, to be skipped.
+struct StorageType {
+  const char* name;
+  size_t element_size;
+  bool loadable;
+  StoredDType dtype;  // loadable only
+};
+
+const StorageType kStorageTypes[] = {
+    {"torch.FloatStorage", 4, true, StoredDType::F32},
+    {"torch.HalfStorage", 2, true, StoredDType::F16},
+    {"torch.BFloat16Storage", 2, true, StoredDType::BF16},
+    {"torch.DoubleStorage", 8, true, StoredDType::F64},
+    {"torch.LongStorage", 8, true, StoredDType::I64},
+    {"torch.IntStorage", 4, true, StoredDType::I32},
+    {"torch.ByteStorage", 1, false, StoredDType::F32},
+    {"torch.CharStorage", 1, false, StoredDType::F32},
+    {"torch.BoolStorage", 1, false, StoredDType::F32},
+    {"torch.ShortStorage", 2, false, StoredDType::F32},
+    {"torch.ComplexFloatStorage", 8, false, StoredDType::F32},
+    {"torch.ComplexDoubleStorage", 16, false, StoredDType::F32},
+};
+
+const StorageType* find_storage_type(const std::string& name) {
+  for (const StorageType& type : kStorageTypes)
+    if (name == type.name) return &type;
+  return nullptr;
+}
 
 struct StorageRef {
   std::string key;  // zip: record <archive>/data/<key>; legacy: a key of the storage list
-  StoredDType dtype;
+  std::string type_name;
+  const StorageType* type = nullptr;  // null: a storage class packptq does not know
   int64_t numel = 0;
 };
+
+// The only globals whose calls the unpickler carries out, as plain data
+// constructors.
+enum class Callable { OrderedDict, RebuildTensorV2, RebuildParameter };
+
+struct AllowedGlobal {
+  const char* name;
+  Callable callable;
+};
+
+const AllowedGlobal kAllowedGlobals[] = {
+    {"collections.OrderedDict", Callable::OrderedDict},
+    {"torch._utils._rebuild_tensor_v2", Callable::RebuildTensorV2},
+    {"torch._utils._rebuild_parameter", Callable::RebuildParameter},
+};
+
+const AllowedGlobal* find_allowed_global(const std::string& name) {
+  for (const AllowedGlobal& g : kAllowedGlobals)
+    if (name == g.name) return &g;
+  return nullptr;
+}
 
 struct Value;
 // Values are owned by the Unpickler's arena and refer to each other by plain
@@ -104,13 +159,17 @@ struct Value;
 using ValuePtr = Value*;
 
 struct Value {
-  enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor };
+  enum class Kind {
+    None, Bool, Int, Float, String, Bytes, Tuple, List, Dict, Global, Object, Storage, Tensor
+  };
   Kind kind = Kind::None;
   int64_t integer = 0;                                 // Bool, Int
   double real = 0.0;                                   // Float
-  std::string text;                                    // String; Global as "module.name"
-  std::vector<ValuePtr> items;                         // Tuple, List
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, in insertion order
+  std::string text;                                    // String, Bytes; Global, Object: class
+  std::vector<ValuePtr> items;                         // Tuple, List; Object: appended items
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, Object: set items, in order
+  const AllowedGlobal* allowed = nullptr;              // Global: null for any other class
+  ValuePtr args = nullptr, state = nullptr;            // Object: construction arguments, BUILD
   StorageRef storage;                                  // Storage; the storage a Tensor views
   int64_t offset = 0;                                  // Tensor view, in elements
   Shape size, stride;
@@ -123,46 +182,35 @@ const char* kind_name(Value::Kind kind) {
     case Value::Kind::Int: return "int";
     case Value::Kind::Float: return "float";
     case Value::Kind::String: return "str";
+    case Value::Kind::Bytes: return "bytes";
     case Value::Kind::Tuple: return "tuple";
     case Value::Kind::List: return "list";
     case Value::Kind::Dict: return "dict";
     case Value::Kind::Global: return "global";
+    case Value::Kind::Object: return "placeholder";
     case Value::Kind::Storage: return "storage";
     case Value::Kind::Tensor: return "tensor";
   }
   return "?";
 }
 
-// The only globals a pickle may name.
-enum class Callable { OrderedDict, RebuildTensorV2, RebuildParameter, StorageType };
-
-struct AllowedGlobal {
-  const char* name;
-  Callable callable;
-  StoredDType dtype;  // StorageType only
-};
-
-const AllowedGlobal kAllowedGlobals[] = {
-    {"collections.OrderedDict", Callable::OrderedDict, StoredDType::F32},
-    {"torch._utils._rebuild_tensor_v2", Callable::RebuildTensorV2, StoredDType::F32},
-    {"torch._utils._rebuild_parameter", Callable::RebuildParameter, StoredDType::F32},
-    {"torch.FloatStorage", Callable::StorageType, StoredDType::F32},
-    {"torch.HalfStorage", Callable::StorageType, StoredDType::F16},
-    {"torch.BFloat16Storage", Callable::StorageType, StoredDType::BF16},
-    {"torch.DoubleStorage", Callable::StorageType, StoredDType::F64},
-    {"torch.LongStorage", Callable::StorageType, StoredDType::I64},
-    {"torch.IntStorage", Callable::StorageType, StoredDType::I32},
-};
-
-const AllowedGlobal* find_allowed_global(const std::string& name) {
-  for (const AllowedGlobal& g : kAllowedGlobals)
-    if (name == g.name) return &g;
-  return nullptr;
+// "a list", "a placeholder for an 'argparse.Namespace' object"
+std::string describe(const Value& v) {
+  if (v.kind == Value::Kind::Object || v.kind == Value::Kind::Global)
+    return std::string("a ") + kind_name(v.kind) + " for '" + v.text + "'";
+  return std::string("a ") + kind_name(v.kind);
 }
 
 // ---------------------------------------------------------------------------
-// Restricted unpickler. Builds Values; the only "calls" are the allowed
-// globals above, implemented here as plain data constructors.
+// Restricted unpickler. It builds Values and nothing else: it never imports
+// a module or calls a function. The calls it carries out are the allowed
+// globals above, as plain data constructors; a call, instantiation or
+// __setstate__ (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ, BUILD) of any other
+// class or function gives an inert placeholder (Kind::Object) that records
+// the class name, the arguments, items set or appended and the BUILD state,
+// and may itself be held, called or built again. Each opcode consumes at
+// least one byte of the pickle and creates at most three Values (INST), so
+// memory grows linearly with the pickle's length.
 
 class Unpickler {
  public:
@@ -196,7 +244,8 @@ class Unpickler {
         case 'K': push(make_int(u8())); break;     // BININT1
         case 'M': push(make_int(u16())); break;    // BININT2
         case 'J': push(make_int(static_cast<int32_t>(u32()))); break;  // BININT
-        case 0x8a: push(make_int(long1())); break;                      // LONG1
+        case 0x8a: push(make_long(u8())); break;                        // LONG1
+        case 0x8b: push(make_long(u32())); break;                       // LONG4
         case 'G': {                                                     // BINFLOAT (big-endian)
           uint64_t bits = 0;
           for (int i = 0; i < 8; ++i) bits = (bits << 8) | u8();
@@ -207,6 +256,13 @@ class Unpickler {
         }
         case 'X': push(make_string(u32())); break;     // BINUNICODE
         case 0x8c: push(make_string(u8())); break;     // SHORT_BINUNICODE
+        case 0x8d: push(make_string(u64())); break;    // BINUNICODE8
+        case 'C': push(make_bytes(u8())); break;       // SHORT_BINBYTES
+        case 'B': push(make_bytes(u32())); break;      // BINBYTES
+        case 0x8e: push(make_bytes(u64())); break;     // BINBYTES8
+        case '0': pop(); break;                        // POP
+        case '1': pop_mark(); break;                   // POP_MARK
+        case '2': push(top()); break;                  // DUP
 
         case ')': push(make_value(Value::Kind::Tuple)); break;  // EMPTY_TUPLE
         case 't': push(make_tuple(pop_mark())); break;          // TUPLE
@@ -277,6 +333,27 @@ class Unpickler {
           push(call(callable, args));
           break;
         }
+        case 0x92: {  // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
+          ValuePtr kwargs = pop(), args = pop(), callable = pop();
+          if (callable->kind == Value::Kind::Global && callable->allowed &&
+              !(kwargs->kind == Value::Kind::Dict && kwargs->entries.empty()))
+            fail("'" + callable->text + "' called with keyword arguments");
+          push(call(callable, args));
+          break;
+        }
+        case 'i': {  // INST "module\nname\n": class(*items since MARK)
+          std::string module = line();
+          ValuePtr global = make_global(module, line());
+          push(call(global, make_tuple(pop_mark())));
+          break;
+        }
+        case 'o': {  // OBJ: items since MARK are the class, then its arguments
+          std::vector<ValuePtr> items = pop_mark();
+          if (items.empty()) fail("OBJ without a class");
+          ValuePtr callable = items.front();
+          push(call(callable, make_tuple(std::vector<ValuePtr>(items.begin() + 1, items.end()))));
+          break;
+        }
         case 'b': {  // BUILD: obj.__setstate__(state)
           ValuePtr state = pop();
           build(top(), state);
@@ -316,15 +393,17 @@ class Unpickler {
   uint8_t u8() { return *take(1); }
   uint16_t u16() { return little_endian<uint16_t>(); }
   uint32_t u32() { return little_endian<uint32_t>(); }
+  uint64_t u64() { return little_endian<uint64_t>(); }
 
-  int64_t long1() {  // little-endian two's complement of n bytes
-    const uint8_t n = u8();
-    if (n > 8) fail("LONG1 integer wider than 64 bits");
+  // A little-endian two's complement integer of n bytes; one wider than 64
+  // bits (a seed in a script's metadata) becomes a placeholder.
+  ValuePtr make_long(uint64_t n) {
     const uint8_t* p = take(n);
+    if (n > 8) return make_object("builtins.int", nullptr);
     uint64_t bits = 0;
-    for (int i = n - 1; i >= 0; --i) bits = (bits << 8) | p[i];
+    for (int i = static_cast<int>(n) - 1; i >= 0; --i) bits = (bits << 8) | p[i];
     if (n > 0 && n < 8 && (p[n - 1] & 0x80)) bits |= ~uint64_t{0} << (8 * n);  // sign-extend
-    return static_cast<int64_t>(bits);
+    return make_int(static_cast<int64_t>(bits));
   }
 
   std::string line() {
@@ -363,9 +442,11 @@ class Unpickler {
     stack_.resize(mark);
     return items;
   }
+  // The list or dict an APPEND or SETITEM adds to; a placeholder takes
+  // them too (a pickled list or dict subclass, such as yacs's CfgNode).
   Value& expect_top(Value::Kind kind, const char* op) {
     ValuePtr v = top();
-    if (v->kind != kind)
+    if (v->kind != kind && v->kind != Value::Kind::Object)
       fail(std::string(op) + " on a " + kind_name(v->kind) + ", expected a " + kind_name(kind));
     return *v;
   }
@@ -391,10 +472,17 @@ class Unpickler {
     v->integer = i;
     return v;
   }
-  ValuePtr make_string(uint64_t length) {
+  ValuePtr make_string(uint64_t length, Value::Kind kind = Value::Kind::String) {
     const uint8_t* p = take(length);
-    auto v = make_value(Value::Kind::String);
+    auto v = make_value(kind);
     v->text.assign(reinterpret_cast<const char*>(p), length);
+    return v;
+  }
+  ValuePtr make_bytes(uint64_t length) { return make_string(length, Value::Kind::Bytes); }
+  ValuePtr make_object(const std::string& class_name, ValuePtr args) {
+    auto v = make_value(Value::Kind::Object);
+    v->text = class_name;
+    v->args = args;
     return v;
   }
   ValuePtr make_tuple(std::vector<ValuePtr> items) {
@@ -419,18 +507,11 @@ class Unpickler {
     }
   }
 
+  // A name only: nothing is imported or looked up.
   ValuePtr make_global(const std::string& module, const std::string& name) {
-    const std::string full = module + "." + name;
-    if (!find_allowed_global(full)) {
-      if (module == "torch" && name.size() > 7 && name.compare(name.size() - 7, 7, "Storage") == 0)
-        fail("unsupported storage type '" + full +
-             "' (supported: Float, Half, BFloat16, Double, Long and Int storages)");
-      fail("forbidden global '" + full +
-           "': packptq reads only state dicts (OrderedDict, tensors, storages) and never runs "
-           "code from a checkpoint");
-    }
     auto v = make_value(Value::Kind::Global);
-    v->text = full;
+    v->text = module + "." + name;
+    v->allowed = find_allowed_global(v->text);
     return v;
   }
 
@@ -452,13 +533,16 @@ class Unpickler {
   }
 
   ValuePtr call(const ValuePtr& callable, const ValuePtr& args) {
+    if (callable->kind == Value::Kind::Object ||
+        (callable->kind == Value::Kind::Global && !callable->allowed))
+      return make_object(callable->text, args);
     if (callable->kind != Value::Kind::Global)
       fail(std::string("call of a ") + kind_name(callable->kind) + ", not of a global");
     if (args->kind != Value::Kind::Tuple)
       fail("arguments of '" + callable->text + "' are a " + kind_name(args->kind) +
            ", not a tuple");
     const std::vector<ValuePtr>& a = args->items;
-    switch (find_allowed_global(callable->text)->callable) {
+    switch (callable->allowed->callable) {
       case Callable::OrderedDict:
         if (!a.empty()) fail("collections.OrderedDict called with arguments");
         return make_value(Value::Kind::Dict);
@@ -483,18 +567,22 @@ class Unpickler {
         if (a.size() != 3 || a[0]->kind != Value::Kind::Tensor)
           fail("_rebuild_parameter expects (tensor, requires_grad, backward_hooks)");
         return a[0];
-      case Callable::StorageType:
-        break;
     }
     fail("'" + callable->text + "' cannot be called");
   }
 
-  // OrderedDict attributes (a state dict's `_metadata` with module versions)
-  // carry nothing packptq needs; anything else has no business being built.
+  // A placeholder keeps its state as data. OrderedDict attributes (a state
+  // dict's `_metadata` with module versions) carry nothing packptq needs;
+  // anything else has no business being built.
   void build(const ValuePtr& object, const ValuePtr& state) {
+    if (object->kind == Value::Kind::Object) {
+      object->state = state;
+      return;
+    }
     if (object->kind != Value::Kind::Dict)
       fail(std::string("BUILD on a ") + kind_name(object->kind) +
-           " (only OrderedDict attributes such as _metadata are accepted)");
+           " (only OrderedDict attributes such as _metadata and placeholders' state are "
+           "accepted)");
     if (state->kind != Value::Kind::Dict && state->kind != Value::Kind::None)
       fail(std::string("BUILD state of a dict is a ") + kind_name(state->kind));
   }
@@ -512,12 +600,15 @@ class Unpickler {
     if (p.size() == 6 && p[5]->kind != Value::Kind::None)
       fail("storage '" + p[2]->text + "' is a view of another storage (files of PyTorch < 0.4 "
            "are not supported)");
-    const AllowedGlobal* type = find_allowed_global(p[1]->text);
-    if (type->callable != Callable::StorageType)
-      fail("persistent id names '" + p[1]->text + "', not a storage type");
+    const std::string& type_name = p[1]->text;
+    const StorageType* type = find_storage_type(type_name);
+    const bool torch_storage = type_name.rfind("torch.", 0) == 0 && type_name.size() > 13 &&
+                               type_name.compare(type_name.size() - 7, 7, "Storage") == 0;
+    if (!type && !torch_storage)
+      fail("persistent id names '" + type_name + "', not a storage type");
     if (p[4]->integer < 0) fail("negative storage size");
     auto v = make_value(Value::Kind::Storage);
-    v->storage = StorageRef{p[2]->text, type->dtype, p[4]->integer};
+    v->storage = StorageRef{p[2]->text, type_name, type, p[4]->integer};
     storages_.emplace(v->storage.key, v->storage);
     return v;
   }
@@ -537,6 +628,18 @@ class Unpickler {
 // From the unpickled object to tensors
 
 constexpr int kMaxWrapperDepth = 8;  // also stops a self-referencing pickle
+constexpr int kMaxDictsSearched = 4096;  // and one whose wrappers share dicts many ways
+
+// Keys under which training scripts keep a state dict, at any depth; at the
+// top level, every entry that is a dict is searched.
+const char* const kWrapperKeys[] = {"state_dict",     "model",     "model_state",
+                                    "model_state_dict", "state_dict_ema", "model_ema"};
+
+bool is_wrapper_key(const std::string& key) {
+  for (const char* wrapper : kWrapperKeys)
+    if (key == wrapper) return true;
+  return false;
+}
 
 bool has_tensor_values(const Value& dict) {
   for (const auto& entry : dict.entries)
@@ -544,29 +647,59 @@ bool has_tensor_values(const Value& dict) {
   return false;
 }
 
-const Value& find_state_dict(const std::string& path, const Value& root) {
-  const Value* v = &root;
-  for (int depth = 0;; ++depth) {
-    if (v->kind != Value::Kind::Dict)
-      throw_checkpoint_error(path, std::string("the pickled object is a ") + kind_name(v->kind) +
-                                       ", not a state dict");
-    if (has_tensor_values(*v)) return *v;
-    const Value* inner = nullptr;
-    // 'model_state': pycls, whose RegNet names BRECQ keeps.
-    for (const char* wrapper : {"model", "state_dict", "model_state_dict", "model_state"})
-      for (const auto& [key, value] : v->entries)
-        if (!inner && key->kind == Value::Kind::String && key->text == wrapper &&
-            value->kind == Value::Kind::Dict)
-          inner = value;
-    if (!inner)
-      throw_checkpoint_error(path, "no tensors found: the pickled dict is neither a state dict "
-                                   "nor holds one under 'model', 'state_dict', "
-                                   "'model_state_dict' or 'model_state'");
+// A dict of tensors in the pickled object and where it was found.
+struct FoundStateDict {
+  StateDictEntry entry;
+  const Value* dict;
+};
+
+// The names state_dict_tensors() gives the tensors of `dict`.
+std::vector<std::string> tensor_names(const Value& dict) {
+  TensorMap names;
+  for (const auto& [key, value] : dict.entries)
+    if (key->kind == Value::Kind::String && value->kind == Value::Kind::Tensor)
+      names.emplace(key->text, Tensor());
+  std::vector<std::string> out;
+  for (const auto& [name, unused] : strip_module_prefix(std::move(names))) out.push_back(name);
+  return out;
+}
+
+void search_state_dicts(const std::string& path, const Value& dict, const std::string& entry,
+                        bool ema, int depth, int& searched, std::vector<FoundStateDict>& found) {
+  if (++searched > kMaxDictsSearched)
+    throw_checkpoint_error(path, "more than " + std::to_string(kMaxDictsSearched) +
+                                     " nested dicts to search for a state dict");
+  auto is_dict = [&](const FoundStateDict& f) { return f.dict == &dict; };
+  if (has_tensor_values(dict) && std::none_of(found.begin(), found.end(), is_dict))
+    found.push_back({StateDictEntry{entry, tensor_names(dict), ema}, &dict});
+  for (const auto& [key, value] : dict.entries) {
+    if (key->kind != Value::Kind::String || value->kind != Value::Kind::Dict) continue;
+    if (depth > 0 && !is_wrapper_key(key->text)) continue;
     if (depth == kMaxWrapperDepth)
       throw_checkpoint_error(path, "state dict wrappers nested deeper than " +
                                        std::to_string(kMaxWrapperDepth) + " levels");
-    v = inner;
+    search_state_dicts(path, *value, entry.empty() ? key->text : entry + "." + key->text,
+                       ema || is_ema_key(key->text), depth + 1, searched, found);
   }
+}
+
+// Every dict of tensors that is the pickled object, one of its entries or
+// under a wrapper key, in the file's order. Throws when there is none.
+std::vector<FoundStateDict> find_state_dicts(const std::string& path, const Value& root) {
+  if (root.kind != Value::Kind::Dict)
+    throw_checkpoint_error(path, "the pickled object is " + describe(root) +
+                                     ", not a state dict");
+  std::vector<FoundStateDict> found;
+  int searched = 0;
+  search_state_dicts(path, root, "", false, 0, searched, found);
+  if (found.empty()) {
+    std::string wrappers;
+    for (const char* wrapper : kWrapperKeys)
+      wrappers += std::string(wrappers.empty() ? "'" : ", '") + wrapper + "'";
+    throw_checkpoint_error(path, "no tensors found: the pickled dict is not a state dict and "
+                                 "holds none among its entries or under " + wrappers);
+  }
+  return found;
 }
 
 // Storage bytes by key, fetched once each (tensors may share a storage).
@@ -583,13 +716,13 @@ class StorageReader {
     if (it != cache_.end()) return it->second.view;
     Entry entry;
     entry.view = fetch_(storage.key, tensor, entry.owned);
-    const size_t element = stored_dtype_size(storage.dtype);
+    const size_t element = storage.type->element_size;
     if (static_cast<uint64_t>(storage.numel) > entry.view.size / element)
       throw_checkpoint_error(path_, "storage '" + storage.key + "' has " +
                                         std::to_string(entry.view.size) +
                                         " bytes, too small for its " +
                                         std::to_string(storage.numel) + " " +
-                                        stored_dtype_name(storage.dtype) + " elements");
+                                        stored_dtype_name(storage.type->dtype) + " elements");
     // Moving the vector keeps its buffer, so a view of `owned` stays valid.
     return cache_.emplace(storage.key, std::move(entry)).first->second.view;
   }
@@ -608,6 +741,11 @@ class StorageReader {
 
 Tensor materialize(const std::string& path, StorageReader& reader, const std::string& name,
                    const Value& t) {
+  if (!t.storage.type || !t.storage.type->loadable)
+    throw_checkpoint_error(path, "tensor '" + name + "': unsupported storage type '" +
+                                     t.storage.type_name +
+                                     "' (supported: Float, Half, BFloat16, Double, Long and Int "
+                                     "storages)");
   const ByteView bytes = reader.bytes(t.storage, name);
   const std::string view = "size " + shape_str(t.size) + ", stride " + shape_str(t.stride) +
                            ", storage offset " + std::to_string(t.offset);
@@ -627,7 +765,7 @@ Tensor materialize(const std::string& path, StorageReader& reader, const std::st
     throw_checkpoint_error(path, "storage '" + t.storage.key + "' too small for tensor '" + name +
                                      "' (" + view + "): it reads element " + std::to_string(last) +
                                      " of " + std::to_string(t.storage.numel));
-  return decode_strided(bytes.data, t.storage.dtype, t.size, t.stride, t.offset);
+  return decode_strided(bytes.data, t.storage.type->dtype, t.size, t.stride, t.offset);
 }
 
 // "<archive>/data.pkl": torch.save names the top folder after the file.
@@ -708,101 +846,152 @@ size_t legacy_magic_end(ByteView bytes) {
   return pos + sizeof kMagic;
 }
 
-}  // namespace
-
-TensorMap load_torch_checkpoint(const std::string& path) {
-  ZipArchive archive(path);
-  const std::string record = find_pickle_record(path, archive);
-  const std::string prefix = record.substr(0, record.size() - std::strlen("data.pkl"));
-  if (archive.contains(prefix + "byteorder")) {
-    std::vector<uint8_t> order = archive.read(prefix + "byteorder");
-    if (std::string(order.begin(), order.end()) != "little")
-      throw_checkpoint_error(path, "big-endian storages are not supported");
+// A torch.save zip archive. The archive stays open and the unpickled object
+// in memory, so that any of its state dicts can be loaded.
+class ZipCheckpoint : public Checkpoint {
+ public:
+  explicit ZipCheckpoint(const std::string& path)
+      : Checkpoint(path), archive_(path_), record_(find_pickle_record(path_, archive_)) {
+    prefix_ = record_.substr(0, record_.size() - std::strlen("data.pkl"));
+    if (archive_.contains(prefix_ + "byteorder")) {
+      std::vector<uint8_t> order = archive_.read(prefix_ + "byteorder");
+      if (std::string(order.begin(), order.end()) != "little")
+        throw_checkpoint_error(path_, "big-endian storages are not supported");
+    }
+    pickle_ = archive_.read(record_);
+    unpickler_ = std::make_unique<Unpickler>(path_, record_, ByteView(pickle_));
+    found_ = find_state_dicts(path_, unpickler_->run());
+    for (const FoundStateDict& f : found_) state_dicts_.push_back(f.entry);
   }
 
-  const std::vector<uint8_t> pickle = archive.read(record);
-  Unpickler unpickler(path, record, ByteView(pickle));
-  const Value& state = find_state_dict(path, unpickler.run());
+  TensorMap load(size_t index) const override {
+    StorageReader reader(path_, [&](const std::string& key, const std::string& tensor,
+                                    std::vector<uint8_t>& owned) {
+      const std::string storage_record = prefix_ + "data/" + key;
+      if (!archive_.contains(storage_record))
+        throw_checkpoint_error(path_, "storage key '" + key + "' of tensor '" + tensor +
+                                          "' missing: no record '" + storage_record +
+                                          "' in the archive");
+      owned = archive_.read(storage_record);
+      return ByteView(owned);
+    });
+    return state_dict_tensors(path_, *found_.at(index).dict, reader);
+  }
 
-  StorageReader reader(path, [&](const std::string& key, const std::string& tensor,
-                                 std::vector<uint8_t>& owned) {
-    const std::string storage_record = prefix + "data/" + key;
-    if (!archive.contains(storage_record))
-      throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
-                                       "' missing: no record '" + storage_record +
-                                       "' in the archive");
-    owned = archive.read(storage_record);
-    return ByteView(owned);
-  });
-  return state_dict_tensors(path, state, reader);
+ private:
+  ZipArchive archive_;
+  std::string record_, prefix_;
+  std::vector<uint8_t> pickle_;
+  std::unique_ptr<Unpickler> unpickler_;  // owns the Values found_ points to
+  std::vector<FoundStateDict> found_;
+};
+
+// A legacy torch.save file, mapped; its storages are decoded in place.
+class LegacyCheckpoint : public Checkpoint {
+ public:
+  explicit LegacyCheckpoint(const std::string& path) : Checkpoint(path), file_(path_) {
+    const ByteView bytes = file_.bytes();
+    size_t pos = legacy_magic_end(bytes);
+    if (pos == 0)
+      throw_checkpoint_error(path_, "does not start with the magic number of a legacy "
+                                    "torch.save file");
+    Unpickler version(path_, "protocol version", bytes, pos);
+    const Value& protocol = version.run();
+    if (protocol.kind != Value::Kind::Int || protocol.integer != 1001)
+      throw_checkpoint_error(path_, "legacy torch.save protocol version is not 1001");
+    Unpickler sys_info(path_, "sys_info", bytes, version.end());
+    const Value& info = sys_info.run();
+    if (info.kind != Value::Kind::Dict)
+      throw_checkpoint_error(path_, "legacy torch.save sys_info is not a dict");
+    for (const auto& [key, value] : info.entries)
+      if (key->kind == Value::Kind::String && key->text == "little_endian" &&
+          !(value->kind == Value::Kind::Bool && value->integer))
+        throw_checkpoint_error(path_, "big-endian storages are not supported");
+
+    object_ = std::make_unique<Unpickler>(path_, "data", bytes, sys_info.end());
+    found_ = find_state_dicts(path_, object_->run());
+    for (const FoundStateDict& f : found_) state_dicts_.push_back(f.entry);
+
+    // Then the sorted list of storage keys and, in its order, each storage:
+    // its element count as an int64, then its bytes.
+    Unpickler key_list(path_, "storage keys", bytes, object_->end());
+    const Value& keys = key_list.run();
+    if (keys.kind != Value::Kind::List)
+      throw_checkpoint_error(path_, "the legacy storage key list is not a list");
+    pos = key_list.end();
+    for (const ValuePtr& key : keys.items) {
+      if (key->kind != Value::Kind::String)
+        throw_checkpoint_error(path_, "a legacy storage key is not a string");
+      auto ref = object_->storages().find(key->text);
+      if (ref == object_->storages().end())
+        throw_checkpoint_error(path_, "storage '" + key->text + "' is listed but never used, so "
+                                      "its element type is unknown");
+      const StorageRef& storage = ref->second;
+      if (!storage.type)
+        throw_checkpoint_error(path_, "unsupported storage type '" + storage.type_name +
+                                          "' of storage '" + key->text +
+                                          "': its size in the file is unknown");
+      int64_t numel = 0;
+      if (bytes.size - pos < sizeof numel)
+        throw_checkpoint_error(path_, "truncated: storage '" + key->text + "' has no size");
+      std::memcpy(&numel, bytes.data + pos, sizeof numel);
+      pos += sizeof numel;
+      const size_t element = storage.type->element_size;
+      if (numel != storage.numel)
+        throw_checkpoint_error(path_, "storage '" + key->text + "' holds " +
+                                          std::to_string(numel) +
+                                          " elements, its persistent id says " +
+                                          std::to_string(storage.numel));
+      if (static_cast<uint64_t>(numel) > (bytes.size - pos) / element)
+        throw_checkpoint_error(path_, "truncated: storage '" + key->text + "' needs " +
+                                          std::to_string(numel) + " " +
+                                          (storage.type->loadable
+                                               ? stored_dtype_name(storage.type->dtype)
+                                               : storage.type_name.c_str()) +
+                                          " elements, the file ends before");
+      spans_[key->text] = {pos, static_cast<size_t>(numel) * element};
+      pos += static_cast<size_t>(numel) * element;
+    }
+  }
+
+  TensorMap load(size_t index) const override {
+    const ByteView bytes = file_.bytes();
+    StorageReader reader(path_, [&](const std::string& key, const std::string& tensor,
+                                    std::vector<uint8_t>&) {
+      auto span = spans_.find(key);
+      if (span == spans_.end())
+        throw_checkpoint_error(path_, "storage key '" + key + "' of tensor '" + tensor +
+                                          "' missing from the file's storage list");
+      return ByteView(bytes.data + span->second.first, span->second.second);
+    });
+    return state_dict_tensors(path_, *found_.at(index).dict, reader);
+  }
+
+ private:
+  MappedFile file_;
+  std::unique_ptr<Unpickler> object_;  // owns the Values found_ points to
+  std::vector<FoundStateDict> found_;
+  std::map<std::string, std::pair<size_t, size_t>> spans_;  // key -> (offset, bytes)
+};
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> open_torch_checkpoint(const std::string& path) {
+  return std::make_unique<ZipCheckpoint>(path);
+}
+
+std::unique_ptr<Checkpoint> open_legacy_torch_checkpoint(const std::string& path) {
+  return std::make_unique<LegacyCheckpoint>(path);
+}
+
+TensorMap load_torch_checkpoint(const std::string& path) {
+  const std::unique_ptr<Checkpoint> checkpoint = open_torch_checkpoint(path);
+  return checkpoint->load(default_state_dict(checkpoint->state_dicts()));
 }
 
 TensorMap load_legacy_torch_checkpoint(const std::string& path) {
-  const MappedFile file(path);
-  const ByteView bytes = file.bytes();
-  size_t pos = legacy_magic_end(bytes);
-  if (pos == 0)
-    throw_checkpoint_error(path, "does not start with the magic number of a legacy torch.save "
-                                 "file");
-  Unpickler version(path, "protocol version", bytes, pos);
-  const Value& protocol = version.run();
-  if (protocol.kind != Value::Kind::Int || protocol.integer != 1001)
-    throw_checkpoint_error(path, "legacy torch.save protocol version is not 1001");
-  Unpickler sys_info(path, "sys_info", bytes, version.end());
-  const Value& info = sys_info.run();
-  if (info.kind != Value::Kind::Dict)
-    throw_checkpoint_error(path, "legacy torch.save sys_info is not a dict");
-  for (const auto& [key, value] : info.entries)
-    if (key->kind == Value::Kind::String && key->text == "little_endian" &&
-        !(value->kind == Value::Kind::Bool && value->integer))
-      throw_checkpoint_error(path, "big-endian storages are not supported");
-
-  Unpickler object(path, "data", bytes, sys_info.end());
-  const Value& state = find_state_dict(path, object.run());
-
-  // Then the sorted list of storage keys and, in its order, each storage:
-  // its element count as an int64, then its bytes.
-  Unpickler key_list(path, "storage keys", bytes, object.end());
-  const Value& keys = key_list.run();
-  if (keys.kind != Value::Kind::List)
-    throw_checkpoint_error(path, "the legacy storage key list is not a list");
-  pos = key_list.end();
-  std::map<std::string, std::pair<size_t, size_t>> spans;  // key -> (offset, bytes)
-  for (const ValuePtr& key : keys.items) {
-    if (key->kind != Value::Kind::String)
-      throw_checkpoint_error(path, "a legacy storage key is not a string");
-    auto ref = object.storages().find(key->text);
-    if (ref == object.storages().end())
-      throw_checkpoint_error(path, "storage '" + key->text + "' is listed but never used, so its "
-                                   "element type is unknown");
-    int64_t numel = 0;
-    if (bytes.size - pos < sizeof numel)
-      throw_checkpoint_error(path, "truncated: storage '" + key->text + "' has no size");
-    std::memcpy(&numel, bytes.data + pos, sizeof numel);
-    pos += sizeof numel;
-    const size_t element = stored_dtype_size(ref->second.dtype);
-    if (numel != ref->second.numel)
-      throw_checkpoint_error(path, "storage '" + key->text + "' holds " + std::to_string(numel) +
-                                       " elements, its persistent id says " +
-                                       std::to_string(ref->second.numel));
-    if (static_cast<uint64_t>(numel) > (bytes.size - pos) / element)
-      throw_checkpoint_error(path, "truncated: storage '" + key->text + "' needs " +
-                                       std::to_string(numel) + " " +
-                                       stored_dtype_name(ref->second.dtype) +
-                                       " elements, the file ends before");
-    spans[key->text] = {pos, static_cast<size_t>(numel) * element};
-    pos += static_cast<size_t>(numel) * element;
-  }
-
-  StorageReader reader(path, [&](const std::string& key, const std::string& tensor,
-                                 std::vector<uint8_t>&) {
-    auto span = spans.find(key);
-    if (span == spans.end())
-      throw_checkpoint_error(path, "storage key '" + key + "' of tensor '" + tensor +
-                                       "' missing from the file's storage list");
-    return ByteView(bytes.data + span->second.first, span->second.second);
-  });
-  return state_dict_tensors(path, state, reader);
+  const std::unique_ptr<Checkpoint> checkpoint = open_legacy_torch_checkpoint(path);
+  return checkpoint->load(default_state_dict(checkpoint->state_dicts()));
 }
 
 }  // namespace pk

@@ -62,7 +62,9 @@ class Net : public Module {
 
   // A checkpoint's tensors under this net's names, for load_state_dict.
   // Other releases of an architecture name some tensors differently or store
-  // derived buffers; the default takes the names as they are.
+  // derived buffers; the default takes the names as they are. It decides on
+  // names alone: load_model also passes tensors without data, to choose
+  // among a checkpoint's state dicts.
   virtual TensorMap adapt_checkpoint(TensorMap tensors) const { return tensors; }
 
   const std::string& model_name() const { return model_name_; }

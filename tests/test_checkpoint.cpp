@@ -2,7 +2,9 @@
 // each other, safetensors round trips and hand-written files (F16, BF16),
 // hand-made torch.save archives (strided views, wrappers, every storage
 // type), a legacy torch.save file written by PyTorch and hand-made ones,
-// and the errors a bad file must give.
+// training scripts' checkpoints written by PyTorch and the state dicts
+// found in them, pickles that would run a command if executed, and the
+// errors a bad file must give.
 #include <doctest/doctest.h>
 #include <zip.h>
 
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <random>
@@ -102,6 +105,10 @@ class PickleWriter {
   explicit PickleWriter(bool legacy = false) : legacy_(legacy) { bytes_ = "\x80\x02"; }
   PickleWriter& op(char opcode) { bytes_ += opcode; return *this; }
   PickleWriter& mark() { return op('('); }
+  PickleWriter& text(const std::string& bytes) {  // an opcode's argument, as it is
+    bytes_ += bytes;
+    return *this;
+  }
   PickleWriter& str(const std::string& s) {
     op('X');
     bytes_ += raw(std::vector<uint32_t>{static_cast<uint32_t>(s.size())}) + s;
@@ -648,32 +655,193 @@ TEST_CASE("torch checkpoint: nested wrappers, pycls's model_state, partial modul
   CHECK(pycls.at("stem.conv.weight").to_vector() == std::vector<float>{0.0f, 1.5f, 3.0f, 4.5f});
 }
 
-TEST_CASE("torch checkpoint: forbidden globals are refused, never run") {
+// Written by PyTorch 1.13 (tests/data/make_training_checkpoints.py): one
+// state dict saved as training scripts save checkpoints, zip and legacy.
+TEST_CASE("torch checkpoint: training scripts' checkpoints list their state dicts") {
+  const std::string dir = kTestData + "/training_checkpoints/";
+  const TensorMap bare = load_checkpoint(dir + "bare.pth");
+  REQUIRE(bare.size() == 74);
+  TensorMap ema;  // the EMA copies hold half of each float tensor
+  for (const auto& [name, tensor] : bare)
+    ema.emplace(name, tensor.dtype() == DType::F32 ? Tensor::from_vector([&] {
+      std::vector<float> v = tensor.to_vector();
+      for (float& x : v) x *= 0.5f;
+      return v;
+    }(), tensor.shape()) : tensor);
+
+  struct Layout {
+    std::string file;
+    std::vector<std::pair<std::string, size_t>> state_dicts;  // entry, tensors
+    std::string ema_entry;
+  };
+  const std::vector<Layout> layouts = {
+      {"imagenet_example", {{"", 1}, {"state_dict", 74}}, ""},
+      {"timm_train", {{"state_dict", 74}, {"state_dict_ema", 74}}, "state_dict_ema"},
+      {"deit_main", {{"model", 74}, {"model_ema", 74}}, "model_ema"},
+      {"swin_main", {{"model", 74}, {"rng_state", 1}}, ""},
+      {"half", {{"", 1}, {"state_dict", 74}}, ""},
+  };
+  for (const Layout& layout : layouts)
+    for (const std::string& suffix : {std::string(".pth"), std::string("_legacy.pth")}) {
+      if (layout.file == "half" && suffix != ".pth") continue;
+      const std::string path = dir + layout.file + suffix;
+      INFO(path);
+      const std::unique_ptr<Checkpoint> checkpoint = open_checkpoint(path);
+      const std::vector<StateDictEntry>& found = checkpoint->state_dicts();
+      REQUIRE(found.size() == layout.state_dicts.size());
+      for (size_t i = 0; i < found.size(); ++i) {
+        CHECK(found[i].entry == layout.state_dicts[i].first);
+        CHECK(found[i].names.size() == layout.state_dicts[i].second);
+        CHECK(found[i].ema == (!layout.ema_entry.empty() && found[i].entry == layout.ema_entry));
+        if (found[i].names.size() == bare.size()) {
+          CHECK(found[i].names == keys(bare));  // the "module." prefix removed
+          expect_identical(checkpoint->load(i), found[i].ema ? ema : bare);
+        }
+      }
+      expect_identical(load_checkpoint(path), bare);
+    }
+  expect_identical(load_checkpoint(dir + "bfloat16_legacy.pth"), bare);
+
+  // The RNG state beside Swin's weights is a uint8 tensor: listed, not loadable.
+  const std::string swin = dir + "swin_main.pth";
+  expect_error([&] { open_checkpoint(swin)->load(1); },
+               {swin, "tensor 'torch': unsupported storage type 'torch.ByteStorage'"});
+}
+
+TEST_CASE("checkpoint: EMA keys and the default state dict") {
+  for (const char* key : {"state_dict_ema", "model_ema", "ema", "ema_state_dict", "model_ema_v2"})
+    CHECK_MESSAGE(is_ema_key(key), key);
+  for (const char* key : {"state_dict", "model", "schema", "emap", "theme_a", ""})
+    CHECK_MESSAGE(!is_ema_key(key), key);
+  auto entry = [](const std::string& name, size_t tensors, bool ema) {
+    return StateDictEntry{name, std::vector<std::string>(tensors, "x"), ema};
+  };
+  CHECK(default_state_dict({entry("", 1, false), entry("state_dict", 3, false)}) == 1);
+  CHECK(default_state_dict({entry("model_ema", 9, true), entry("model", 3, false)}) == 1);
+  CHECK(default_state_dict({entry("a", 3, false), entry("b", 3, false)}) == 0);
+  CHECK(default_state_dict({entry("model_ema", 9, true)}) == 0);
+}
+
+// Each pickle would run `touch <marker>` if it were executed. Loading
+// either succeeds, the placeholder left inert beside the state dict, or
+// fails where a state dict needs real data; the marker never appears.
+TEST_CASE("torch checkpoint: other classes become inert placeholders, never run") {
   TempDir dir;
   const std::string path = dir.file("evil.pth");
   const std::string marker = dir.file("pwned");
-  const std::pair<const char*, const char*> globals[] = {
-      {"os", "system"},
-      {"posix", "system"},
-      {"builtins", "eval"},
-      {"__builtin__", "exec"},
-      {"torch.storage", "_load_from_bytes"},
-      {"subprocess", "Popen"},
+  const std::string touch = "touch " + marker;
+  using Payload = std::function<void(PickleWriter&)>;
+  // {'state_dict': OrderedDict(w: tensor), 'extra': <payload>}, zip and legacy.
+  auto expect_loads_inert = [&](const Payload& payload) {
+    for (bool legacy : {false, true}) {
+      INFO((legacy ? "legacy" : "zip"));
+      PickleWriter p(legacy);
+      p.op('}').mark().str("state_dict").ordered_dict().str("w");
+      p.tensor("FloatStorage", "0", 8, 0, {8}, {1}).op('s').str("extra");
+      payload(p);
+      p.op('u');
+      if (legacy)
+        write_bytes(path, legacy_file(p.finish(), {{"0", 8, raw(kStorage0)}}));
+      else
+        write_torch_archive(path, p.finish(), {{"0", raw(kStorage0)}});
+      const TensorMap t = load_checkpoint(path);
+      CHECK(keys(t) == std::vector<std::string>{"w"});
+      CHECK(t.at("w").to_vector() == kStorage0);
+    }
+  };
+
+  const std::pair<std::string, std::string> globals[] = {
+      {"os", "system"},          {"posix", "system"},        {"builtins", "eval"},
+      {"builtins", "exec"},      {"__builtin__", "exec"},    {"subprocess", "Popen"},
+      {"subprocess", "call"},    {"torch.storage", "_load_from_bytes"},
   };
   for (const auto& [module, name] : globals) {
-    const std::string full = std::string(module) + "." + name;
+    const std::string full = module + "." + name;
     INFO("global " << full);
+    // REDUCE: f('touch ...'), as the pickled object and beside a state dict.
     PickleWriter p;
-    p.global(module, name).str("touch " + marker).op('\x85').op('R');
+    p.global(module, name).str(touch).op('\x85').op('R');
     write_torch_archive(path, p.finish());
-    expect_error([&] { load_checkpoint(path); }, {path, "forbidden global '" + full + "'"});
+    expect_error([&] { load_checkpoint(path); },
+                 {path, "the pickled object is a placeholder for '" + full + "'",
+                  "not a state dict"});
+    expect_loads_inert(
+        [&](PickleWriter& q) { q.global(module, name).str(touch).op('\x85').op('R'); });
+    // NEWOBJ: cls.__new__(cls, 'touch ...'), then BUILD: __setstate__(state).
+    expect_loads_inert([&](PickleWriter& q) {
+      q.global(module, name).str(touch).op('\x85').op('\x81');
+      q.op('}').str("args").str(touch).op('s').op('b');
+    });
+    // NEWOBJ_EX: cls.__new__(cls, 'touch ...', shell=True).
+    expect_loads_inert([&](PickleWriter& q) {
+      q.global(module, name).str(touch).op('\x85');
+      q.op('}').str("shell").op('\x88').op('s').op('\x92');
+    });
+    // INST "module\nname\n" (protocol 0), its arguments since MARK.
+    expect_loads_inert([&](PickleWriter& q) {
+      q.mark().str(touch).op('i').text(module + "\n" + name + "\n");
+    });
+    // OBJ: MARK, class, arguments.
+    expect_loads_inert([&](PickleWriter& q) { q.mark().global(module, name).str(touch).op('o'); });
   }
-  // The same through STACK_GLOBAL (protocol 4), inside a state dict.
-  PickleWriter p;
-  p.ordered_dict().str("w").short_str("os").short_str("system").op('\x93');
-  p.str("touch " + marker).op('\x85').op('R').op('s');
-  write_torch_archive(path, p.finish());
-  expect_error([&] { load_torch_checkpoint(path); }, {path, "forbidden global 'os.system'"});
+
+  // getattr(__import__('os'), 'system')('touch ...'): REDUCE on placeholders.
+  expect_loads_inert([&](PickleWriter& q) {
+    q.global("builtins", "getattr").global("builtins", "__import__").str("os").op('\x85');
+    q.op('R').str("system").op('\x86').op('R').str(touch).op('\x85').op('R');
+  });
+  // A dict subclass filled by SETITEMS and a list subclass by APPENDS, then
+  // called and built again: placeholders all the way.
+  expect_loads_inert([&](PickleWriter& q) {
+    q.global("yacs.config", "CfgNode").op(')').op('\x81').mark().str("cmd").str(touch);
+    q.str("n").integer(3).op('u').str("k").str(touch).op('s');
+    q.op('}').str("_CfgNode__immutable").op('\x88').op('s').op('b');
+    q.str(touch).op('\x85').op('R').op('}').op('b');
+    q.global("collections", "UserList").op(')').op('\x81').mark().str(touch).op('e');
+    q.str(touch).op('a').op('\x86');
+  });
+  // A numpy scalar, bytes, a set and an int wider than 64 bits, as scripts
+  // keep an accuracy, a seed or a hash in their metadata.
+  expect_loads_inert([&](PickleWriter& q) {
+    q.mark().global("numpy.core.multiarray", "scalar").global("numpy", "dtype").str("f8");
+    q.op('\x89').op('\x88').op('\x87').op('R').mark().integer(3).str("<").op('N').op('N');
+    q.op('N').integer(-1).integer(-1).integer(0).op('t').op('b');
+    q.op('C').text(std::string("\x08", 1) + std::string(8, '\x11')).op('\x86').op('R');
+    q.global("__builtin__", "set").op(']').mark().integer(1).op('e').op('\x85').op('R');
+    q.op('\x8a').text(std::string("\x09", 1) + std::string(9, '\x7f'));
+    q.op('\x8b').text(raw(std::vector<uint32_t>{0})).op('t');
+  });
+
+  // Where a state dict needs real data, a placeholder is refused.
+  PickleWriter as_storage;  // _rebuild_tensor_v2(os.system('touch ...'), 0, (8,), (1,), ...)
+  as_storage.ordered_dict().str("w").global("torch._utils", "_rebuild_tensor_v2").mark();
+  as_storage.global("os", "system").str(touch).op('\x85').op('R');
+  as_storage.integer(0).int_tuple({8}).int_tuple({1}).op('\x89').ordered_dict().op('t').op('R');
+  as_storage.op('s');
+  write_torch_archive(path, as_storage.finish());
+  expect_error([&] { load_checkpoint(path); },
+               {path, "_rebuild_tensor_v2 storage is a placeholder"});
+  PickleWriter as_storage_type;  // ('storage', os.system, '0', 'cpu', 8)
+  as_storage_type.ordered_dict().str("w").global("torch._utils", "_rebuild_tensor_v2").mark();
+  as_storage_type.mark().str("storage").global("os", "system").str("0").str("cpu").integer(8);
+  as_storage_type.op('t').op('Q').integer(0).int_tuple({8}).int_tuple({1}).op('\x89');
+  as_storage_type.ordered_dict().op('t').op('R').op('s');
+  write_torch_archive(path, as_storage_type.finish(), {{"0", raw(kStorage0)}});
+  expect_error([&] { load_checkpoint(path); },
+               {path, "persistent id names 'os.system', not a storage type"});
+  // The same through STACK_GLOBAL (protocol 4), inside a state dict: no tensors.
+  PickleWriter in_state_dict;
+  in_state_dict.ordered_dict().str("w").short_str("os").short_str("system").op('\x93');
+  in_state_dict.str(touch).op('\x85').op('R').op('s');
+  write_torch_archive(path, in_state_dict.finish());
+  expect_error([&] { load_torch_checkpoint(path); }, {path, "no tensors found"});
+  // A placeholder is not a call target for an allowed global's arguments.
+  PickleWriter placeholder_args;
+  placeholder_args.global("collections", "OrderedDict").global("os", "system").str(touch);
+  placeholder_args.op('\x85').op('R').op('R');
+  write_torch_archive(path, placeholder_args.finish());
+  expect_error([&] { load_checkpoint(path); },
+               {path, "arguments of 'collections.OrderedDict' are a placeholder"});
   CHECK(!fs::exists(marker));
 }
 
