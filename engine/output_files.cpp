@@ -16,13 +16,17 @@ namespace pk {
 namespace fs = std::filesystem;
 
 void write_json_atomic(const std::string& path, const nlohmann::json& value) {
+  write_text_atomic(path, value.dump(2) + "\n");
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
   const fs::path target(path);
   fs::path temporary = target;
   temporary += ".tmp" + std::to_string(getpid());
   std::error_code ignored;
   {
-    std::ofstream out(temporary, std::ios::trunc);
-    if (out) out << value.dump(2) << "\n";
+    std::ofstream out(temporary, std::ios::trunc | std::ios::binary);
+    if (out) out << text;
     out.close();
     if (!out) {
       fs::remove(temporary, ignored);

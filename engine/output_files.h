@@ -7,8 +7,10 @@
 
 namespace pk {
 
-// Writes `value` (indented) to `path` through a temporary file in the same
-// folder and a rename. Throws std::runtime_error naming the path.
+// Writes `text` to `path` through a temporary file in the same folder and a
+// rename. Throws std::runtime_error naming the path.
+void write_text_atomic(const std::string& path, const std::string& text);
+// The same with `value` as indented JSON.
 void write_json_atomic(const std::string& path, const nlohmann::json& value);
 
 // Throws ConfigError unless the folder that will hold `path` exists and `path`

@@ -39,4 +39,8 @@ void check_positive_number(const std::string& name, const double& value) {
     throw ConfigError("--" + name + " must be greater than 0, got " + number_text(value));
 }
 
+void check_not_empty(const std::string& name, const std::string& value) {
+  if (value.empty()) throw ConfigError("--" + name + " must not be empty");
+}
+
 }  // namespace pk

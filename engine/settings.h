@@ -113,5 +113,6 @@ void check_thread_count(const std::string& name, const int64_t& value);
 void check_probability(const std::string& name, const double& value);
 void check_not_negative_number(const std::string& name, const double& value);
 void check_positive_number(const std::string& name, const double& value);
+void check_not_empty(const std::string& name, const std::string& value);
 
 }  // namespace pk

@@ -21,7 +21,7 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 }
 
 Tensor Conv2d::forward(const Tensor& x) const {
-  return conv2d(apply_operand(0, x), apply_weight(weight), bias, options);
+  return report_output(conv2d(apply_operand(0, x), apply_weight(weight), bias, options));
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias)
@@ -31,11 +31,11 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias)
 }
 
 Tensor Linear::forward(const Tensor& x) const {
-  return linear(apply_operand(0, x), apply_weight(weight), bias);
+  return report_output(linear(apply_operand(0, x), apply_weight(weight), bias));
 }
 
 Tensor MatMul::forward(const Tensor& a, const Tensor& b) const {
-  return matmul(apply_operand(0, a), apply_operand(1, b));
+  return report_output(matmul(apply_operand(0, a), apply_operand(1, b)));
 }
 
 BatchNorm2d::BatchNorm2d(int64_t channels, float eps_, float momentum_)

@@ -16,12 +16,14 @@ enum class LayerKind { Conv, Linear, MatMul };
 
 // Replaces a layer's inputs before it computes. operand(i, x) transforms
 // operand i (0 = the input of Conv/Linear; 0 and 1 = the two MatMul
-// operands), weight(w) the weight of Conv/Linear.
+// operands), weight(w) the weight of Conv/Linear. output(y) sees the layer's
+// result (error analysis compares layer outputs); by default it does nothing.
 class LayerHook {
  public:
   virtual ~LayerHook() = default;
   virtual Tensor operand(int index, const Tensor& x) = 0;
   virtual Tensor weight(const Tensor& w) = 0;
+  virtual void output(const Tensor& /*y*/) {}
 };
 
 class HookedLayer : public Module {
@@ -36,6 +38,10 @@ class HookedLayer : public Module {
     return hook_ ? hook_->operand(index, x) : x;
   }
   Tensor apply_weight(const Tensor& w) const { return hook_ ? hook_->weight(w) : w; }
+  Tensor report_output(Tensor y) const {
+    if (hook_) hook_->output(y);
+    return y;
+  }
 
  private:
   LayerKind kind_;

@@ -24,12 +24,13 @@ std::vector<EvaluateSetting> make_settings() {
                     ".safetensors"),
       setting_field("model_config", &C::model_config,
                     "config.json with the settings that differ from --model_name's standard ones"),
+      setting_field("ema", &C::ema,
+                    "load the EMA copy of the weights from a training checkpoint that holds one "
+                    "(state_dict_ema, model_ema)"),
       setting_field("dataset_path", &C::dataset_path,
                     "ImageFolder root holding <split>/<class>/*.jpg (required)"),
       setting_field("split", &C::split, "subfolder of --dataset_path to evaluate",
-                    [](const std::string& name, const std::string& value) {
-                      if (value.empty()) throw ConfigError("--" + name + " must not be empty");
-                    }),
+                    check_not_empty),
       setting_field(
           "quantized", &C::quantized,
           "quantized model file from packptq quantize (trained_models/ or inited_models/)"),
@@ -69,6 +70,8 @@ void validate(const EvaluateConfig& config) {
         throw ConfigError("--" + name +
                           " cannot be combined with --quantized, whose file holds "
                           "the model");
+    if (config.ema)
+      throw ConfigError("--ema cannot be combined with --quantized, whose file holds the model");
   }
   require(config.dataset_path, "dataset_path");
   for (const EvaluateSetting& setting : evaluate_settings())
@@ -85,7 +88,7 @@ EvaluateResult evaluate_model(const EvaluateConfig& config) {
   bool reference_preprocessing = config.reference_preprocessing;
   std::shared_ptr<Net> net;
   if (config.quantized.empty()) {
-    net = load_model(config.model_name, config.model_config, config.weights);
+    net = load_model(config.model_name, config.model_config, config.weights, config.ema);
   } else {
     // The layers own their quantizer hooks, so the net alone is the quantized model.
     const LoadedQuantModel loaded = load_quantized_model(config.quantized);
@@ -118,6 +121,7 @@ nlohmann::json report_to_json(const EvaluateConfig& config, const EvaluateResult
           {"weights", config.weights},
           {"quantized", config.quantized},
           {"model_config", config.model_config},
+          {"ema", config.ema},
           {"dataset", config.dataset_path},
           {"split", config.split},
           {"images", a.images},

@@ -17,6 +17,7 @@ namespace pk {
 struct EvaluateConfig {
   std::string model_name, weights, model_config;  // a float checkpoint, or
   std::string quantized;                          // a quantized model file
+  bool ema = false;  // load the float checkpoint's EMA copy of the weights
   std::string dataset_path, split = "val";
   // A quantized model's file holds its run's batch size and preprocessing;
   // they apply unless given here, so that the run's top-1 is reproduced

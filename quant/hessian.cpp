@@ -116,7 +116,7 @@ std::vector<UnitScore> hessian_scores(QuantModel& model, const Tensor& calibrati
     double N = static_cast<double>(a.elements);
     double kl = a.kl_sum / static_cast<double>(a.samples);
     double hessian = (kl - a.a / N) / std::max(a.b / N, 1e-12);
-    scores.push_back({t, kl, hessian, hessian * (a.c / N)});
+    scores.push_back({t, kl, hessian, hessian * (a.c / N), a.a / N, a.b / N});
   }
   return scores;
 }

@@ -12,8 +12,10 @@ namespace pk {
 struct UnitScore {
   int64_t unit;
   double kl;        // L_t
-  double hessian;   // S_t
+  double hessian;   // S_t = (L_t - first_order) / max(second_order, 1e-12)
   double omega;     // Omega_t = S_t * mean |dz|
+  double first_order = 0;   // A / N = mean g * dz
+  double second_order = 0;  // B / N = mean dz^2 / 2
 };
 
 // Scores of `units` (indices into net().units()) over the calibration images

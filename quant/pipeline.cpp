@@ -106,6 +106,7 @@ const char* run_phase_name(RunPhase phase) {
     case RunPhase::MixedPrecision: return "mixed_precision";
     case RunPhase::Reconstruction: return "reconstruction";
     case RunPhase::QuantEval: return "quant_eval";
+    case RunPhase::Analysis: return "analysis";
     case RunPhase::Save: return "save";
   }
   return "?";

@@ -1,5 +1,6 @@
 #include "quant/run.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "nets/fold_bn.h"
 #include "nets/load_model.h"
 #include "quant/model_io.h"
+#include "quant/report_html.h"
 
 namespace pk {
 
@@ -93,7 +95,7 @@ RunModel open_model(QuantizeConfig& config) {
     config.activation_init_method = s.activation_init;
     config.fold_bn = loaded.metadata.value("fold_bn", false);  // the file's net is folded or not
   } else {
-    run.net = load_model(config.model_name, config.model_config, config.weights);
+    run.net = load_model(config.model_name, config.model_config, config.weights, config.ema);
     if (!config.model_config.empty())
       run.model_config = read_model_config(config.model_config, config.model_name);
     if (config.fold_bn) run.folded_batch_norms = fold_batch_norms(*run.net);
@@ -143,8 +145,47 @@ std::vector<UnitScoreResult> describe_scores(const Net& net, const std::vector<U
   std::vector<UnitScoreResult> out;
   for (const UnitScore& s : scores)
     out.push_back({net.units()[s.unit].name, unit_kind_name(net.units()[s.unit].kind), s.kl,
-                   s.hessian, s.omega});
+                   s.hessian, s.omega, s.first_order, s.second_order});
   return out;
+}
+
+LayerResult::ScaleSummary summarize(const UniformQuantizer* quantizer) {
+  LayerResult::ScaleSummary summary;
+  if (!quantizer || !quantizer->initialized()) return summary;
+  const std::vector<float> scale = quantizer->scale.to_vector();
+  summary.count = static_cast<int64_t>(scale.size());
+  summary.min = summary.max = scale.front();
+  double sum = 0;
+  for (float v : scale) {
+    summary.min = std::min<double>(summary.min, v);
+    summary.max = std::max<double>(summary.max, v);
+    sum += v;
+  }
+  summary.mean = sum / static_cast<double>(scale.size());
+  return summary;
+}
+
+std::vector<LayerResult> describe_layers(QuantModel& model) {
+  std::vector<LayerResult> out;
+  for (const QuantLayer& layer : model.layers()) {
+    LayerResult r;
+    r.name = layer.name;
+    r.unit = model.net().units()[layer.unit].name;
+    const LayerKind kind = layer.layer->kind();
+    r.kind = kind == LayerKind::Conv ? "conv" : kind == LayerKind::Linear ? "linear" : "matmul";
+    r.weight_bits = layer.hook->weight_bits;
+    r.activation_bits = layer.hook->activation_bits;
+    r.weight_scale = summarize(layer.hook->weight_quantizer.get());
+    for (const auto& q : layer.hook->operand_quantizers)
+      r.operand_scales.push_back(summarize(q.get()));
+    out.push_back(r);
+  }
+  return out;
+}
+
+json scale_to_json(const LayerResult::ScaleSummary& s) {
+  if (s.count == 0) return nullptr;
+  return {{"count", s.count}, {"min", s.min}, {"mean", s.mean}, {"max", s.max}};
 }
 
 json packs_to_json(const std::vector<PackResult>& packs) {
@@ -282,7 +323,20 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
     result.seconds["quant_eval"] = result.quantized.seconds;
     notify(RunEvent::Kind::PhaseFinished, RunPhase::QuantEval, result.quantized.seconds, &model);
 
+    if (config.analysis_images > 0) {
+      notify(RunEvent::Kind::PhaseStarted, RunPhase::Analysis, 0, &model);
+      phase.restart();
+      const size_t count =
+          std::min(val.samples.size(), static_cast<size_t>(config.analysis_images));
+      const Tensor images =
+          data::load_batch(val.samples, 0, count, preprocess).images.to(config.device);
+      result.analysis = analyze_errors(model, layer_weights(model), images);
+      result.seconds["analysis"] = phase.seconds();
+      notify(RunEvent::Kind::PhaseFinished, RunPhase::Analysis, result.seconds["analysis"],
+             &model);
+    }
     result.packs = describe_packs(model, report.packs);
+    result.layers = describe_layers(model);
     result.average_bits = model.average_bits();
     notify(RunEvent::Kind::PhaseStarted, RunPhase::Save, 0, &model);
     phase.restart();
@@ -301,10 +355,17 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
     saved(result.trained_model_path);
     result.seconds["save"] = phase.seconds();
     result.seconds["total"] = total.seconds();
+    result.html_path = config.report_html.empty()
+                           ? fs::path(result.log_path).replace_extension(".html").string()
+                           : config.report_html;
+    const json report_json = report_to_json(result);
     if (!config.report_json.empty()) {
-      write_json_atomic(config.report_json, report_to_json(result));
+      write_json_atomic(config.report_json, report_json);
       saved(config.report_json);
     }
+    write_report_html(result.html_path, report_json);
+    log_line("wrote the report " + result.html_path);
+    saved(result.html_path);
     notify(RunEvent::Kind::PhaseFinished, RunPhase::Save, result.seconds["save"], &model);
     log_line(summary_line(result));
   } catch (const std::exception& e) {
@@ -327,7 +388,11 @@ json report_to_json(const QuantizeResult& result) {
   json reconstruction = json::array();
   json unit_seconds = json::object();
   for (const ReconResult& r : result.reconstruction) {
-    reconstruction.push_back({{"name", r.name}, {"final_loss", r.final_loss}});
+    // Curve points as [iteration, reconstruction loss, rounding loss, beta].
+    json curve = json::array();
+    for (const ReconSample& p : r.curve)
+      curve.push_back({p.iteration, p.reconstruction, p.rounding, p.beta});
+    reconstruction.push_back({{"name", r.name}, {"final_loss", r.final_loss}, {"curve", curve}});
     unit_seconds[r.name] = r.seconds;
   }
   json units = json::array();
@@ -336,7 +401,21 @@ json report_to_json(const QuantizeResult& result) {
                      {"kind", u.kind},
                      {"kl", u.kl},
                      {"hessian", u.hessian},
-                     {"omega", u.omega}});
+                     {"omega", u.omega},
+                     {"first_order", u.first_order},
+                     {"second_order", u.second_order}});
+  json layers = json::array();
+  for (const LayerResult& l : result.layers) {
+    json operands = json::array();
+    for (const auto& s : l.operand_scales) operands.push_back(scale_to_json(s));
+    layers.push_back({{"name", l.name},
+                      {"unit", l.unit},
+                      {"kind", l.kind},
+                      {"weight_bits", l.weight_bits},
+                      {"activation_bits", l.activation_bits},
+                      {"weight_scale", scale_to_json(l.weight_scale)},
+                      {"operand_scales", operands}});
+  }
   json timing = {{"started_at", result.started_at}, {"reconstruction_units", unit_seconds}};
   for (const auto& [name, seconds] : result.seconds) timing[name] = seconds;
   json out = {{"model_name", config.model_name},
@@ -354,11 +433,17 @@ json report_to_json(const QuantizeResult& result) {
               {"packs", packs_to_json(result.packs)},
               {"units", units},
               {"reconstruction", reconstruction},
+              {"layers", layers},
               {"average_bits", result.average_bits},
+              {"packptq_version", packptq_version()},
               {"timing", timing}};
+  if (result.analysis) out["analysis"] = analysis_to_json(*result.analysis);
   if (result.mixed_precision) {
     out["boundary_bits"] = result.plan.boundary_bits;
-    out["mixed_precision_budget"] = result.plan.budget;
+    out["mixed_precision_budget"] = result.plan.budget;  // bits of the packs, costs summed
+    // The same budget per element of the whole model, comparable with
+    // average_bits: halfway between the middle and the high bit width.
+    out["mixed_precision_budget_bits"] = (result.plan.mid + result.plan.high) / 2.0;
   }
   return out;
 }
@@ -373,5 +458,7 @@ std::string summary_line(const QuantizeResult& result) {
                 result.quantized.top1, result.quantized.top5);
   return line;
 }
+
+const char* packptq_version() { return PACKPTQ_VERSION; }
 
 }  // namespace pk

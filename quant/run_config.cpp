@@ -124,6 +124,9 @@ std::vector<ConfigSetting> make_settings() {
           "FP32 checkpoint, .pth or .safetensors (required unless --pretrained_model_path)"),
       setting_field("model_config", &C::model_config,
                     "config.json with the settings that differ from --model_name's standard ones"),
+      setting_field("ema", &C::ema,
+                    "load the EMA copy of the weights from a training checkpoint that holds one "
+                    "(state_dict_ema, model_ema)"),
       setting_field("method", &C::method, "pack, qdrop, brecq, adaround or rtn"),
       setting_field("device", &C::device, "cpu or cuda"),
       setting_field("threads", &C::threads, "CPU threads, 0 = all cores ($PACKPTQ_THREADS)",
@@ -145,6 +148,11 @@ std::vector<ConfigSetting> make_settings() {
                     "reconstructed units keep their soft AdaRound rounding while later units are "
                     "reconstructed, as in the reference; all are set to hard rounding at the end "
                     "(off: each unit is fixed to hard rounding when it is done)"),
+      setting_field("report_html", &C::report_html,
+                    "write the run's HTML report here instead of beside its log"),
+      setting_field("analysis_images", &C::analysis_images,
+                    "validation images of the report's per-layer error analysis (0: none)",
+                    check_not_negative),
   };
 }
 
@@ -203,6 +211,9 @@ void validate(const QuantizeConfig& config) {
     throw ConfigError(
         "--weights and --model_config cannot be combined with "
         "--pretrained_model_path, whose file holds the model");
+  } else if (config.ema) {
+    throw ConfigError(
+        "--ema cannot be combined with --pretrained_model_path, whose file holds the model");
   }
   for (const ConfigSetting& setting : quantize_settings())
     if (setting.check) setting.check(config);
@@ -225,13 +236,15 @@ void validate(const QuantizeConfig& config) {
   if (config.output_dir.empty()) throw ConfigError("--output_dir must not be empty");
   if (fs::exists(config.output_dir) && !fs::is_directory(config.output_dir))
     throw ConfigError("--output_dir " + config.output_dir + " is not a folder");
-  // The report may go into --output_dir, which the run creates itself.
-  const fs::path report_folder = fs::path(config.report_json).parent_path();
-  const bool report_in_output_dir =
-      !report_folder.empty() &&
-      fs::weakly_canonical(report_folder) == fs::weakly_canonical(config.output_dir);
-  if (!config.report_json.empty() && !report_in_output_dir)
-    check_output_folder(config.report_json, "report_json");
+  // A report may go into --output_dir, which the run creates itself.
+  for (const auto& [path, setting] :
+       {std::pair<std::string, std::string>{config.report_json, "report_json"},
+        {config.report_html, "report_html"}}) {
+    const fs::path folder = fs::path(path).parent_path();
+    const bool in_output_dir =
+        !folder.empty() && fs::weakly_canonical(folder) == fs::weakly_canonical(config.output_dir);
+    if (!path.empty() && !in_output_dir) check_output_folder(path, setting);
+  }
   // Last: it needs the driver, and says why a GPU cannot be used.
   if (config.device == Device::CUDA && !device_available(Device::CUDA)) backend(Device::CUDA);
 }

@@ -25,6 +25,7 @@ struct QuantizeConfig {
   std::string model_name;             // one of model_names()
   std::string weights;                // FP32 checkpoint
   std::string model_config;           // config.json overriding the standard architecture
+  bool ema = false;                   // load the checkpoint's EMA copy of the weights
   std::string pretrained_model_path;  // an initialized model to resume from (inited_models/)
   int64_t batch_size = 16;
   int64_t calibration_samples = 1024;
@@ -59,6 +60,8 @@ struct QuantizeConfig {
   int64_t threads = 0;  // 0: all cores
   std::string output_dir = ".";
   std::string report_json;  // empty: no report file
+  std::string report_html;  // empty: beside the log, with its name
+  int64_t analysis_images = 32;  // validation images of the per-layer error analysis
 
   // Settings given explicitly (by name). With pretrained_model_path, the
   // quantization settings come from the file and those given here must

@@ -20,10 +20,11 @@ enum class RunPhase {
   MixedPrecision,
   Reconstruction,
   QuantEval,
+  Analysis,
   Save
 };
 // "data", "fp32_eval", "init", "scoring", "mixed_precision", "reconstruction",
-// "quant_eval", "save": the keys of the report's timing.
+// "quant_eval", "analysis", "save": the keys of the report's timing.
 const char* run_phase_name(RunPhase phase);
 
 struct RunEvent {

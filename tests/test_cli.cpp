@@ -1,11 +1,13 @@
 // packptq's command-line layer: model loading from the fixtures' config.json
 // and both checkpoint formats, FP32 evaluation (accuracy equal to PyTorch's
-// on fashion32/val, top-k rule), `packptq eval` end to end in-process, and
-// bad input giving an exit code and no report file.
+// on fashion32/val, top-k rule), `packptq eval` end to end in-process,
+// training scripts' checkpoints (the weights that fit, --ema), and bad input
+// giving an exit code and no report file.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -276,6 +278,106 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
   const std::string standard =
       message_of([&] { load_model("resnet18", "", weights_of("resnet18_w16")); });
   CHECK_MESSAGE(standard.find("--model_config") != std::string::npos, standard);
+}
+
+// tests/data/training_checkpoints: a narrow resnet18 as training scripts
+// save it (tests/data/make_training_checkpoints.py), zip and legacy.
+const fs::path kTrainingCheckpoints =
+    fs::path(PACKPTQ_SOURCE_DIR) / "tests" / "data" / "training_checkpoints";
+
+std::vector<float> logits_of(Net& net) {
+  std::vector<float> pixels(2 * 3 * 32 * 32);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = std::sin(0.37f * static_cast<float>(i));
+  NoGradGuard no_grad;
+  return net.forward(Tensor::from_vector(pixels, {2, 3, 32, 32})).to_vector();
+}
+
+TEST_CASE("load_model: training scripts' checkpoints load the weights that fit, EMA on request") {
+  const std::string config = (kTrainingCheckpoints / "config.json").string();
+  auto load = [&](const std::string& file, bool ema = false) {
+    return load_model("resnet18", config, (kTrainingCheckpoints / file).string(), ema);
+  };
+  std::shared_ptr<Net> bare = load("bare.pth");
+  const std::vector<float> bare_logits = logits_of(*bare);
+  // The EMA copies hold half of each float tensor.
+  TempDir temp;
+  TensorMap ema_tensors;
+  for (const auto& [name, tensor] : bare->state_dict()) {
+    if (tensor.dtype() != DType::F32) {
+      ema_tensors.emplace(name, tensor);
+      continue;
+    }
+    std::vector<float> values = tensor.to_vector();
+    for (float& v : values) v *= 0.5f;
+    ema_tensors.emplace(name, Tensor::from_vector(values, tensor.shape()));
+  }
+  const fs::path ema_file = temp.path / "ema.safetensors";
+  save_safetensors(ema_file.string(), ema_tensors);
+  std::shared_ptr<Net> ema = load_model("resnet18", config, ema_file.string());
+  const std::vector<float> ema_logits = logits_of(*ema);
+  REQUIRE(ema_logits != bare_logits);
+
+  for (const char* layout : {"imagenet_example", "timm_train", "deit_main", "swin_main"})
+    for (const std::string& file : {std::string(layout) + ".pth",
+                                    std::string(layout) + "_legacy.pth"}) {
+      INFO(file);
+      std::shared_ptr<Net> net = load(file);
+      expect_same_tensors(net->state_dict(), bare->state_dict());
+      CHECK(logits_of(*net) == bare_logits);
+      if (std::string(layout) == "timm_train" || std::string(layout) == "deit_main") {
+        std::shared_ptr<Net> averaged = load(file, /*ema=*/true);
+        expect_same_tensors(averaged->state_dict(), ema->state_dict());
+        CHECK(logits_of(*averaged) == ema_logits);
+      }
+    }
+  for (const char* file : {"half.pth", "bfloat16_legacy.pth"}) {
+    INFO(file);
+    CHECK(logits_of(*load(file)) == bare_logits);
+  }
+
+  auto message_of = [](auto&& body) -> std::string {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto expect_words = [](const std::string& message, std::initializer_list<std::string> words) {
+    for (const std::string& word : words)
+      CHECK_MESSAGE(message.find(word) != std::string::npos, message << " lacks " << word);
+  };
+  const std::string imagenet = (kTrainingCheckpoints / "imagenet_example.pth").string();
+  expect_words(message_of([&] { load("imagenet_example.pth", /*ema=*/true); }),
+               {"--ema", imagenet, "holds no EMA copy", "the top level (1 tensor)",
+                "'state_dict' (74 tensors)"});
+  // The standard resnet18 has two blocks a stage: no state dict fits; the
+  // message lists them and the closest one's mismatches.
+  const std::string timm = (kTrainingCheckpoints / "timm_train.pth").string();
+  expect_words(message_of([&] { load_model("resnet18", "", timm); }),
+               {timm, "does not fit resnet18 (standard configuration)", "holds 2 state dicts",
+                "'state_dict' (74 tensors), 'state_dict_ema' (74 tensors)",
+                "the closest is 'state_dict'", "keys missing from the file: layer1.1.",
+                "--model_config"});
+}
+
+TEST_CASE("packptq eval --ema evaluates a training checkpoint's EMA weights") {
+  TempDir temp;
+  const fs::path report = temp.path / "report.json";
+  const std::vector<std::string> args = {
+      "--model_name", "resnet18", "--model_config",
+      (kTrainingCheckpoints / "config.json").string(), "--weights",
+      (kTrainingCheckpoints / "deit_main_legacy.pth").string(), "--dataset_path",
+      kFashion.string(), "--report_json", report.string()};
+  std::vector<std::string> with_ema = args;
+  with_ema.push_back("--ema");
+  REQUIRE(run_eval_with(with_ema) == 0);
+  const nlohmann::json json = read_json(report);
+  CHECK(json.at("ema") == true);
+  CHECK(json.at("images") == 1000);
+  // A quantized model's file holds its weights: --ema has nothing to choose.
+  CHECK(run_eval_with({"--quantized", "x.safetensors", "--ema", "--dataset_path",
+                       kFashion.string()}) == 2);
 }
 
 // A fixture's tensors under another release's names load, adapted, to

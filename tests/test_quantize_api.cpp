@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "engine/errors.h"
+#include "quant/report_html.h"
 #include "quant/run.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
@@ -86,8 +88,8 @@ TEST_CASE("quantize(): the result is the report, the observer sees the run, the 
   // Every phase, in order; pack needs scores, no mixed precision here.
   CHECK(phases == std::vector<std::string>{"+data", "-data", "+fp32_eval", "-fp32_eval", "+init",
                                            "-init", "+scoring", "-scoring", "+reconstruction",
-                                           "-reconstruction", "+quant_eval", "-quant_eval", "+save",
-                                           "-save"});
+                                           "-reconstruction", "+quant_eval", "-quant_eval", "+analysis",
+                                           "-analysis", "+save", "-save"});
   REQUIRE(targets.size() == result.reconstruction.size());
   for (size_t i = 0; i < targets.size(); ++i) {
     const ReconResult& r = result.reconstruction[i];
@@ -99,9 +101,10 @@ TEST_CASE("quantize(): the result is the report, the observer sees the run, the 
     CHECK(r.curve.front().rounding == 0.0);
   }
   CHECK(saved == std::vector<std::string>{result.inited_model_path, result.trained_model_path,
-                                          config.report_json});
+                                          config.report_json, result.html_path});
+  CHECK(fs::path(result.html_path).stem() == fs::path(result.log_path).stem());
   for (const std::string& path :
-       {result.log_path, result.inited_model_path, result.trained_model_path})
+       {result.log_path, result.inited_model_path, result.trained_model_path, result.html_path})
     CHECK_MESSAGE(fs::is_regular_file(path), path);
 
   // The report file is the struct's serialization, figure by figure.
@@ -122,6 +125,31 @@ TEST_CASE("quantize(): the result is the report, the observer sees the run, the 
   CHECK(result.fp32.top1 > 80.0);
   CHECK(result.average_bits == doctest::Approx(4.0));
   CHECK(result.config.threads == 2);
+  // The error analysis on the default 32 images, every quantized layer once.
+  REQUIRE(result.analysis.has_value());
+  CHECK(result.analysis->images == 32);
+  CHECK(result.analysis->graph_wise.size() == result.layers.size());
+  CHECK(report["analysis"]["layer_wise"].size() == result.layers.size());
+
+  // The page beside the log: every chart there with data points, nothing
+  // loaded from elsewhere.
+  std::ifstream html_file(result.html_path);
+  const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
+  CHECK(html == render_report_html(report));
+  for (const char* id : {"chart-phases", "chart-unit-scores", "chart-unit-terms", "chart-pack-bits",
+                         "chart-final-loss", "chart-curve-0", "chart-layer-scales",
+                         "chart-layer-bits", "chart-sqnr", "chart-cosine"}) {
+    const size_t begin = html.find("<svg id=\"" + std::string(id) + "\"");
+    REQUIRE_MESSAGE(begin != std::string::npos, id);
+    const std::string svg = html.substr(begin, html.find("</svg>", begin) - begin);
+    const bool has_data = svg.find("class=\"pt\"") != std::string::npos ||
+                          svg.find("class=\"bar\"") != std::string::npos ||
+                          svg.find("class=\"line\"") != std::string::npos;
+    CHECK_MESSAGE(has_data, id);
+  }
+  CHECK(html.find("Content-Security-Policy") != std::string::npos);
+  for (const char* outside : {"http:", "https:", "<script", "src=", "url("})
+    CHECK_MESSAGE(html.find(outside) == std::string::npos, outside);
 
   // The command line with the same settings: the same figures and packs.
   const fs::path cli_out = dir.path / "cli";

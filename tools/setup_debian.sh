@@ -14,6 +14,8 @@ packages=(
   libzip-dev             # PyTorch zip checkpoints
   zlib1g-dev             # Fashion-MNIST .gz files of the default run
   dataset-fashion-mnist  # data of the built-in default run
+  # For the tests only: the run report rendered in a browser and its screenshots checked.
+  chromium imagemagick
 )
 
 missing=()

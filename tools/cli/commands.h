@@ -9,8 +9,15 @@ namespace pk::cli {
 // packptq eval: FP32 top-1/top-5 of a checkpoint on an ImageFolder split.
 int run_eval(int argc, char** argv);
 
+// packptq analyze: per-layer error of a quantized model file against the
+// float model (tools/cli/analyze_command.cpp).
+int run_analyze(int argc, char** argv);
+
 // packptq [quantize]: the Pack-PTQ run (tools/cli/quantize_command.cpp).
 int run_quantize(int argc, char** argv);
+
+// packptq report RUN.json -o RUN.html: a run's report JSON as its HTML page.
+int run_report(int argc, char** argv);
 
 // packptq with no arguments, or packptq default: the built-in Fashion-MNIST
 // run (tools/cli/default_run.cpp).
