@@ -286,17 +286,22 @@ std::string reconstruction_section(const json& r) {
     rows.push_back({escape_html(name), number(target.value("final_loss", json())),
                     format_number(seconds, 3),
                     seconds > 0 ? format_number(iterations / seconds, 3) : "&ndash;"});
-    Chart curve = chart_of("chart-curve-" + std::to_string(t), name, "iteration", "loss");
+    // The temperature beta shares the log axis: its 20 -> 2 schedule sits
+    // among the losses and marks where the rounding loss sharpens.
+    Chart curve =
+        chart_of("chart-curve-" + std::to_string(t), name, "iteration", "loss, and beta");
     curve.log_y = true;
     curve.width = 480;
     curve.height = 260;
-    ChartSeries rec{"reconstruction", {}, Style::Line}, rounding{"rounding", {}, Style::Line};
+    ChartSeries rec{"reconstruction", {}, Style::Line}, rounding{"rounding", {}, Style::Line},
+        beta{"beta", {}, Style::Line};
     for (const json& p : target.value("curve", json::array())) {
       curve.x.push_back(as_double(p.at(0)));
       rec.y.push_back(as_double(p.at(1)));
       rounding.y.push_back(as_double(p.at(2)));
+      beta.y.push_back(as_double(p.at(3)));
     }
-    curve.series = {rec, rounding};
+    curve.series = {rec, rounding, beta};
     if (warmup_end > 0) curve.x_markers.push_back({warmup_end, "warm-up end"});
     curves += chart_html(curve);
   }
