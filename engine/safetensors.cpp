@@ -117,15 +117,19 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
                                      name + "' (supported: F32, F16, BF16, F64, I64, I32, U8)");
 
   // Byte size with overflow checks: a corrupt shape must not wrap around.
-  uint64_t bytes = entry.dtype ? stored_dtype_size(*entry.dtype) : 1;
+  // The product of the non-zero sizes is bounded too: an empty tensor's
+  // strides are still computed from them.
+  constexpr uint64_t kMaxExtent = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  uint64_t bytes = entry.dtype ? stored_dtype_size(*entry.dtype) : 1, nonzero_extent = 1;
   for (const json& dim : *shape_it) {
-    if (!dim.is_number_unsigned() ||
-        dim.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    if (!dim.is_number_unsigned() || dim.get<uint64_t>() > kMaxExtent)
       bad("'shape' must hold non-negative integers, got " + shape_it->dump());
     uint64_t d = dim.get<uint64_t>();
-    if (d != 0 && bytes > std::numeric_limits<uint64_t>::max() / d)
+    if (d != 0 && (bytes > std::numeric_limits<uint64_t>::max() / d ||
+                   nonzero_extent > kMaxExtent / d))
       bad("shape " + shape_it->dump() + " is too large");
     bytes *= d;
+    if (d != 0) nonzero_extent *= d;
     entry.shape.push_back(static_cast<int64_t>(d));
   }
 

@@ -711,20 +711,25 @@ class StorageReader {
       std::function<ByteView(const std::string&, const std::string&, std::vector<uint8_t>&)>;
   StorageReader(const std::string& path, Fetch fetch) : path_(path), fetch_(std::move(fetch)) {}
 
+  // Each reference to a storage is checked against its bytes: two persistent
+  // ids may name the same key with different element counts or types.
   ByteView bytes(const StorageRef& storage, const std::string& tensor) {
     auto it = cache_.find(storage.key);
-    if (it != cache_.end()) return it->second.view;
-    Entry entry;
-    entry.view = fetch_(storage.key, tensor, entry.owned);
+    if (it == cache_.end()) {
+      Entry entry;
+      entry.view = fetch_(storage.key, tensor, entry.owned);
+      // Moving the vector keeps its buffer, so a view of `owned` stays valid.
+      it = cache_.emplace(storage.key, std::move(entry)).first;
+    }
+    const ByteView view = it->second.view;
     const size_t element = storage.type->element_size;
-    if (static_cast<uint64_t>(storage.numel) > entry.view.size / element)
+    if (static_cast<uint64_t>(storage.numel) > view.size / element)
       throw_checkpoint_error(path_, "storage '" + storage.key + "' has " +
-                                        std::to_string(entry.view.size) +
+                                        std::to_string(view.size) +
                                         " bytes, too small for its " +
                                         std::to_string(storage.numel) + " " +
                                         stored_dtype_name(storage.type->dtype) + " elements");
-    // Moving the vector keeps its buffer, so a view of `owned` stays valid.
-    return cache_.emplace(storage.key, std::move(entry)).first->second.view;
+    return view;
   }
   // Frees a storage read into memory once no tensor needs it any more.
   void release(const std::string& key) { cache_.erase(key); }

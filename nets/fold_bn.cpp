@@ -27,7 +27,7 @@ int64_t fold_batch_norms(Net& net) {
       continue;
     }
     const int64_t channels = bn->weight.numel();
-    check(previous_conv && previous_conv->weight.size(0) == channels, [&] {
+    check(previous_conv && previous_conv->weight.size(0) == channels, [&, &name = name] {
       return "--fold_bn: BatchNorm2d " + name + " does not directly follow a Conv2d with " +
              std::to_string(channels) + " output channels";
     });

@@ -1,6 +1,7 @@
 #include "quant/model_io.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <stdexcept>
 
@@ -84,10 +85,21 @@ void set_dequantized_weight(Tensor& weight, const Tensor& codes, const Tensor& s
   weight.copy_(Tensor::from_vector(w, weight.shape(), weight.device()));
 }
 
+// object[key] as an int. get<int>() casts a float unchecked, undefined
+// behaviour out of int's range, so only JSON integers are taken.
+int int_field(const json& object, const char* key) {
+  const json& value = object.at(key);
+  if (!value.is_number_integer() || value.get<int64_t>() < std::numeric_limits<int>::min() ||
+      value.get<int64_t>() > std::numeric_limits<int>::max())
+    throw std::invalid_argument(std::string("'") + key + "' is " + value.dump() +
+                                ", not an integer");
+  return static_cast<int>(value.get<int64_t>());
+}
+
 QuantSettings settings_from(const json& quant) {
   QuantSettings s;
-  s.weight_bits = quant.at("weight_bits").get<int>();
-  s.activation_bits = quant.at("activation_bits").get<int>();
+  s.weight_bits = int_field(quant, "weight_bits");
+  s.activation_bits = int_field(quant, "activation_bits");
   s.weight_channel_wise = quant.at("weight_channel_wise").get<bool>();
   s.activation_channel_wise = quant.at("activation_channel_wise").get<bool>();
   s.weight_init = parse_init_method(quant.at("weight_init_method").get<std::string>());
@@ -241,8 +253,8 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
         fail(path, "quantized layer " + std::to_string(i) + " is '" +
                        entry.at("name").get<std::string>() + "' in the file but '" + layer.name +
                        "' in " + out.net->model_name());
-      weight_bits = entry.at("weight_bits").get<int>();
-      activation_bits = entry.at("activation_bits").get<int>();
+      weight_bits = int_field(entry, "weight_bits");
+      activation_bits = int_field(entry, "activation_bits");
       const std::string kind = entry.at("kind").get<std::string>();
       if (kind != kind_name(layer.layer->kind()))
         fail(path, "layer " + layer.name + " is a " + kind + " layer in the file but a " +
@@ -253,6 +265,8 @@ LoadedQuantModel load_quantized_model(const std::string& path) {
         fail(path, "layer " + layer.name + ": rounding '" + rounding +
                        "' (a saved model's rounding is nearest or hard)");
     } catch (const json::exception& e) {
+      fail(path, "malformed metadata of layer " + layer.name + ": " + e.what());
+    } catch (const std::invalid_argument& e) {
       fail(path, "malformed metadata of layer " + layer.name + ": " + e.what());
     }
     if (weight_bits < 2 || weight_bits > 8 || activation_bits < 2 || activation_bits > 8)

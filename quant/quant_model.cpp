@@ -17,8 +17,9 @@ QuantModel::QuantModel(std::shared_ptr<Net> net, const QuantSettings& settings,
   for (size_t i = 0; i < quantizable.size(); ++i) {
     const auto& [name, layer] = quantizable[i];
     auto it = unit_of.find(name);
-    check(it != unit_of.end(),
-          [&] { return "layer " + name + " belongs to no unit of " + net_->model_name(); });
+    check(it != unit_of.end(), [&, &name = name] {
+      return "layer " + name + " belongs to no unit of " + net_->model_name();
+    });
     auto hook = std::make_shared<QuantHook>(*layer, settings, /*has_input_quantizer=*/i != 0);
     layer->set_hook(hook);
     unit_layers_[it->second].push_back(layers_.size());

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "engine/tensor.h"
 
@@ -52,6 +53,14 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& source) {
   if (tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &width, &height,
                           &subsampling, &colorspace) != 0)
     throw_jpeg_error(tj, source);
+  // PIL refuses a decompression bomb, more than twice Image.MAX_IMAGE_PIXELS,
+  // before decoding it; so do we, before allocating its pixels: a file of a
+  // few KB can declare 65000 x 65000.
+  constexpr int64_t kMaxPixels = 2 * int64_t{89478485};
+  if (static_cast<int64_t>(width) * height > kMaxPixels)
+    throw std::runtime_error("decode_jpeg: " + source + ": " + std::to_string(width) + "x" +
+                             std::to_string(height) + " pixels exceed PIL's limit of " +
+                             std::to_string(kMaxPixels) + " (a decompression bomb)");
 
   // PIL decodes with libjpeg's defaults: accurate integer DCT (islow) and
   // fancy (smooth) chroma upsampling. TurboJPEG's defaults may differ, so
