@@ -144,7 +144,7 @@ std::shared_ptr<Net> load_model(const std::string& model_name, const std::string
                                 const std::string& weights_path, bool ema) {
   const std::vector<std::string>& known = model_names();
   if (std::find(known.begin(), known.end(), model_name) == known.end())
-    throw ConfigError("unknown --model_name '" + model_name + "'; known: " + join(known, ", "));
+    throw ConfigError("unknown --model_name '" + model_name + "'; known: " + model_names_text());
   if (weights_path.empty())
     throw ConfigError("--weights is required: a randomly initialized " + model_name +
                       " has no meaningful accuracy");

@@ -86,6 +86,8 @@ class Net : public Module {
 
 // The 14 reference model names, in the order of the table in nets/registry.cpp.
 const std::vector<std::string>& model_names();
+// The same as one line: "vit_small, vit_base, ...".
+std::string model_names_text();
 
 // Builds `model_name` with its standard configuration, overridden by any
 // fields of `overrides` (the fixtures' config.json format; its model_name is

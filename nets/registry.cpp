@@ -17,13 +17,13 @@ struct NetEntry {
 };
 
 constexpr NetEntry kNets[] = {
-    {"vit_small", create_vit},          {"vit_base", create_vit},
-    {"deit_tiny", create_vit},          {"deit_small", create_vit},
-    {"deit_base", create_vit},          {"swin_tiny", create_swin},
-    {"swin_small", create_swin},        {"swin_base", create_swin},
-    {"resnet18", create_resnet},        {"resnet50", create_resnet},
+    {"vit_small", create_vit},           {"vit_base", create_vit},
+    {"deit_tiny", create_vit},           {"deit_small", create_vit},
+    {"deit_base", create_vit},           {"swin_tiny", create_swin},
+    {"swin_small", create_swin},         {"swin_base", create_swin},
+    {"resnet18", create_resnet},         {"resnet50", create_resnet},
     {"mobilenetv2", create_mobilenetv2}, {"regnetx_600m", create_regnetx},
-    {"regnetx_3200m", create_regnetx},  {"mnasnet", create_mnasnet},
+    {"regnetx_3200m", create_regnetx},   {"mnasnet", create_mnasnet},
 };
 
 }  // namespace
@@ -37,12 +37,17 @@ const std::vector<std::string>& model_names() {
   return names;
 }
 
+std::string model_names_text() {
+  std::string text;
+  for (const auto& name : model_names()) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
 std::shared_ptr<Net> create_net(const std::string& model_name, const nlohmann::json& overrides) {
   for (const NetEntry& entry : kNets)
     if (model_name == entry.name) return entry.create(model_name, overrides);
-  std::string list;
-  for (const auto& n : model_names()) list += (list.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown --model_name '" + model_name + "'; known: " + list);
+  throw std::invalid_argument("unknown --model_name '" + model_name +
+                              "'; known: " + model_names_text());
 }
 
 std::shared_ptr<Net> create_net(const std::string& model_name) {

@@ -13,12 +13,10 @@ namespace pk {
 namespace {
 
 std::vector<EvaluateSetting> make_settings() {
-  std::string names;
-  for (const auto& name : model_names()) names += (names.empty() ? "" : ", ") + name;
   using C = EvaluateConfig;
   return {
       setting_field("model_name", &C::model_name,
-                    "architecture (required unless --quantized): " + names),
+                    "architecture (required unless --quantized): " + model_names_text()),
       setting_field("weights", &C::weights,
                     "checkpoint (required unless --quantized): torch.save file (.pth, .pth.tar) or "
                     ".safetensors"),
@@ -29,8 +27,7 @@ std::vector<EvaluateSetting> make_settings() {
                     "(state_dict_ema, model_ema)"),
       setting_field("dataset_path", &C::dataset_path,
                     "ImageFolder root holding <split>/<class>/*.jpg (required)"),
-      setting_field("split", &C::split, "subfolder of --dataset_path to evaluate",
-                    check_not_empty),
+      setting_field("split", &C::split, "subfolder of --dataset_path to evaluate", check_not_empty),
       setting_field(
           "quantized", &C::quantized,
           "quantized model file from packptq quantize (trained_models/ or inited_models/)"),

@@ -55,8 +55,6 @@ void bit_width(const std::string& name, const int64_t& value) {
 }
 
 std::vector<ConfigSetting> make_settings() {
-  std::string names;
-  for (const auto& name : model_names()) names += (names.empty() ? "" : ", ") + name;
   using C = QuantizeConfig;
   const std::string unused = "accepted, unused (unused by the reference too)";
   return {
@@ -64,8 +62,9 @@ std::vector<ConfigSetting> make_settings() {
       setting_field("dataset_path", &C::dataset_path,
                     "ImageFolder root: train/<class>/*.jpg (calibration), val/<class>/*.jpg "
                     "(evaluation) (required)"),
-      setting_field("model_name", &C::model_name,
-                    "architecture (required unless --pretrained_model_path): " + names),
+      setting_field(
+          "model_name", &C::model_name,
+          "architecture (required unless --pretrained_model_path): " + model_names_text()),
       setting_field("batch_size", &C::batch_size,
                     "images per batch: initialization, scoring, reconstruction and evaluation",
                     check_at_least_one),

@@ -248,17 +248,9 @@ TEST_CASE("packptq eval end to end: exit 0, report equal to the library's number
 
 TEST_CASE("load_model: errors name the file, the key or the model") {
   const std::string deit = "deit_t32", vit = "vit_s32";
-  auto message_of = [](auto&& body) -> std::string {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    return "";
-  };
   // DeiT configured as deit_t32 with vit_s32's weights: other widths and depth.
   const std::string mismatch =
-      message_of([&] { load_model(model_name_of(deit), config_of(deit), weights_of(vit)); });
+      testing::error_message([&] { load_model(model_name_of(deit), config_of(deit), weights_of(vit)); });
   CHECK_MESSAGE(mismatch.find(weights_of(vit)) != std::string::npos, mismatch);
   CHECK_MESSAGE(
       mismatch.find("blocks.0.attn.proj.weight: file float32[64, 64] vs model float32[96, 96]") !=
@@ -267,7 +259,7 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
   CHECK_MESSAGE(mismatch.find("missing from the file: blocks.4.") != std::string::npos, mismatch);
   CHECK_MESSAGE(mismatch.find('\n') == std::string::npos, mismatch);
 
-  const std::string wrong_name = message_of(
+  const std::string wrong_name = testing::error_message(
       [&] { load_model("resnet50", config_of("resnet18_w16"), weights_of("resnet18_w16")); });
   CHECK_MESSAGE(wrong_name.find("'resnet18'") != std::string::npos, wrong_name);
   CHECK_MESSAGE(wrong_name.find(config_of("resnet18_w16")) != std::string::npos, wrong_name);
@@ -276,7 +268,7 @@ TEST_CASE("load_model: errors name the file, the key or the model") {
   CHECK_THROWS_AS(load_model("resnet18", config_of("resnet18_w16"), ""), ConfigError);
   // The standard resnet18 is 64 wide with 1000 classes: the fixture does not fit.
   const std::string standard =
-      message_of([&] { load_model("resnet18", "", weights_of("resnet18_w16")); });
+      testing::error_message([&] { load_model("resnet18", "", weights_of("resnet18_w16")); });
   CHECK_MESSAGE(standard.find("--model_config") != std::string::npos, standard);
 }
 
@@ -335,26 +327,18 @@ TEST_CASE("load_model: training scripts' checkpoints load the weights that fit, 
     CHECK(logits_of(*load(file)) == bare_logits);
   }
 
-  auto message_of = [](auto&& body) -> std::string {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    return "";
-  };
   auto expect_words = [](const std::string& message, std::initializer_list<std::string> words) {
     for (const std::string& word : words)
       CHECK_MESSAGE(message.find(word) != std::string::npos, message << " lacks " << word);
   };
   const std::string imagenet = (kTrainingCheckpoints / "imagenet_example.pth").string();
-  expect_words(message_of([&] { load("imagenet_example.pth", /*ema=*/true); }),
+  expect_words(testing::error_message([&] { load("imagenet_example.pth", /*ema=*/true); }),
                {"--ema", imagenet, "holds no EMA copy", "the top level (1 tensor)",
                 "'state_dict' (74 tensors)"});
   // The standard resnet18 has two blocks a stage: no state dict fits; the
   // message lists them and the closest one's mismatches.
   const std::string timm = (kTrainingCheckpoints / "timm_train.pth").string();
-  expect_words(message_of([&] { load_model("resnet18", "", timm); }),
+  expect_words(testing::error_message([&] { load_model("resnet18", "", timm); }),
                {timm, "does not fit resnet18 (standard configuration)", "holds 2 state dicts",
                 "'state_dict' (74 tensors), 'state_dict_ema' (74 tensors)",
                 "the closest is 'state_dict'", "keys missing from the file: layer1.1.",

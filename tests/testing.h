@@ -27,6 +27,16 @@
 
 namespace pk::testing {
 
+// The message of the exception `body` throws, or "" when it throws none.
+inline std::string error_message(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // Expects f to throw std::invalid_argument whose message contains fragment.
 inline void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
   try {
