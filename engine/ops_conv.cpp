@@ -4,6 +4,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -73,6 +74,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   Tensor sx = x.detach(), sw = w.detach();
   const bool need_x = x.requires_grad(), need_w = w.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
+  trace_op("conv2d", {x, w, bias}, out, [&] {
+    return TraceAttrs{{g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w, g.groups}, {}};
+  });
   return record(out, "conv2d", {x, w, bias}, [=](const Tensor& dy) -> std::vector<Tensor> {
     const Backend& be = backend(dy.device());
     Tensor dx, dw, db;

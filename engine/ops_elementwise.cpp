@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 #include "engine/rng.h"
 
 namespace pk {
@@ -45,6 +46,7 @@ static Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tenso
   BroadcastShape s = make_broadcast(a.shape(), b.shape(), out_shape);
   Tensor out = Tensor::empty(out_shape, DType::F32, a.device());
   backend(a.device()).binary_forward(op, s, a.data(), b.data(), out.data());
+  trace_op(name, {a, b}, out);
   Tensor sa = a.detach(), sb = b.detach();
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record(out, name, {a, b},
@@ -70,6 +72,7 @@ static Tensor unary(UnaryOp op, const char* name, const Tensor& x, float p0 = 0.
                     float p1 = 0.0f) {
   Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
   backend(x.device()).unary_forward(op, x.data(), y.data(), x.numel(), p0, p1);
+  trace_op(name, {x}, y, [&] { return TraceAttrs{{}, {p0, p1}}; });
   Tensor sx = x.detach();
   return record(y, name, {x}, [op, sx, p0, p1](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(sx.shape(), DType::F32, g.device());
@@ -108,6 +111,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   check_same_device(mask, a, "where");
   Tensor out = Tensor::empty(a.shape(), DType::F32, a.device());
   backend(a.device()).select_forward(mask.data(), a.data(), b.data(), out.data(), a.numel());
+  trace_op("where", {mask, a, b}, out);
   Tensor sm = mask.detach();
   return record(out, "where", {a, b}, [sm](const Tensor& g) -> std::vector<Tensor> {
     Tensor da = Tensor::empty(g.shape(), DType::F32, g.device());

@@ -6,6 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -41,7 +42,9 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
         [&] { return "reshape: " + x.describe() + " cannot become " + shape_str(shape); });
   if (resolved == x.shape()) return x;
   Shape in_shape = x.shape();
-  return record(view_of(x, resolved, 0), "reshape", {x},
+  Tensor out = view_of(x, resolved, 0);
+  trace_op("reshape", {x}, out);
+  return record(out, "reshape", {x},
                 [in_shape](const Tensor& g) -> std::vector<Tensor> {
                   return {reshape(g, in_shape)};
                 });
@@ -88,6 +91,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& perm) {
   if (identity) return x;
   Tensor out = Tensor::empty(out_shape, DType::F32, x.device());
   backend(x.device()).permute(geom, x.data(), out.data());
+  trace_op("permute", {x}, out, [&] { return TraceAttrs{Shape(perm.begin(), perm.end()), {}}; });
   return record(out, "permute", {x}, [inverse](const Tensor& g) -> std::vector<Tensor> {
     return {permute(g, inverse)};
   });
@@ -130,6 +134,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     shapes.push_back(x.shape());
     need.push_back(x.requires_grad());
   }
+  trace_op("concat", xs, out, [&] { return TraceAttrs{{d}, {}}; });
   return record(out, "concat", xs, [a, d, shapes, need](const Tensor& g) -> std::vector<Tensor> {
     const Backend& be = backend(g.device());
     std::vector<Tensor> dxs(shapes.size());
@@ -159,6 +164,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   Tensor out = Tensor::empty(out_shape, DType::F32, x.device());
   backend(x.device()).copy_axis_block(a.outer, a.inner, length, x.data(), a.dim, start,
                                       out.data(), length, 0);
+  trace_op("narrow", {x}, out, [&] { return TraceAttrs{{d, start, length}, {}}; });
   return record(out, "narrow", {x},
                 [a, start, length, in_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
                   Tensor dx = Tensor::zeros(in_shape, g.device());
@@ -195,6 +201,11 @@ Tensor roll(const Tensor& x, const std::vector<int64_t>& shifts,
     back_shifts.push_back(-(net[d] % size));
   }
   if (rolled_dims.empty()) return x;
+  trace_op("roll", {x}, out, [&] {
+    TraceAttrs attrs;
+    for (int64_t d : rolled_dims) attrs.ints.insert(attrs.ints.end(), {net[d], d});
+    return attrs;
+  });
   return record(out, "roll", {x},
                 [rolled_dims, back_shifts](const Tensor& g) -> std::vector<Tensor> {
                   return {roll(g, back_shifts, rolled_dims)};
@@ -218,6 +229,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   out_shape[d] = n;
   Tensor out = Tensor::empty(out_shape, DType::F32, x.device());
   backend(x.device()).index_select_forward(a, index.data_i64(), n, x.data(), out.data());
+  trace_op("index_select", {x, index}, out, [&] { return TraceAttrs{{d}, {}}; });
   return record(out, "index_select", {x},
                 [a, n, index, in_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
                   Tensor dx = Tensor::empty(in_shape, DType::F32, g.device());
@@ -253,6 +265,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
     befores.push_back(before);
   }
   if (padded_dims.empty()) return x;
+  trace_op("pad", {x}, out, [&] { return TraceAttrs{pads, {value}}; });
   return record(out, "pad", {x},
                 [padded_dims, befores, in_shape = x.shape()](const Tensor& g)
                     -> std::vector<Tensor> {
@@ -271,7 +284,9 @@ Tensor slice_rows(const Tensor& x, int64_t start, int64_t length) {
   int64_t row = x.dim() ? x.numel() / std::max<int64_t>(x.size(0), 1) : 1;
   Shape shape = x.shape();
   shape[0] = length;
-  return record(view_of(x, shape, start * row), "slice_rows", {x},
+  Tensor out = view_of(x, shape, start * row);
+  trace_op("slice_rows", {x}, out, [&] { return TraceAttrs{{0, start, length}, {}}; });
+  return record(out, "slice_rows", {x},
                 [full = x.shape(), start, length, dev = x.device()](const Tensor& g)
                     -> std::vector<Tensor> {
                   Tensor dx = Tensor::zeros(full, dev);

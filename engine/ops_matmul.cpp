@@ -2,6 +2,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -31,6 +32,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   }
   Tensor sa = a.detach(), sb = b.detach();
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  trace_op("matmul", {a, b}, out);
   return record(out, "matmul", {a, b}, [=](const Tensor& g) -> std::vector<Tensor> {
     const Backend& be = backend(g.device());
     Tensor da, db;
@@ -76,6 +78,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   Tensor sx = x.detach(), sw = w.detach();
   bool need_x = x.requires_grad(), need_w = w.requires_grad();
   bool need_b = bias.defined() && bias.requires_grad();
+  trace_op("linear", {x, w, bias}, out);
   return record(out, "linear", {x, w, bias}, [=](const Tensor& g) -> std::vector<Tensor> {
     const Backend& be = backend(g.device());
     Tensor dx, dw, db;

@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -76,6 +77,8 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const bool need_x = x.requires_grad();
   const bool need_w = weight.defined() && weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
+  trace_op("batch_norm2d", {x, weight, bias, running_mean, running_var}, y,
+           [&] { return TraceAttrs{{training ? 1 : 0}, {eps}}; });
   return record(y, "batch_norm2d", {x, weight, bias}, [=](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx, dw, db;
     if (need_x) dx = Tensor::empty(sx.shape(), DType::F32, g.device());
@@ -103,6 +106,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   const bool need_x = x.requires_grad();
   const bool need_w = weight.defined() && weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
+  trace_op("layer_norm", {x, weight, bias}, y, [&] { return TraceAttrs{{}, {eps}}; });
   return record(y, "layer_norm", {x, weight, bias}, [=](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx, dw, db;
     if (need_x) dx = Tensor::empty(sx.shape(), DType::F32, g.device());

@@ -3,6 +3,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -42,6 +43,7 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   Tensor out = Tensor::empty({g.N, g.C, g.OH, g.OW}, DType::F32, x.device());
   backend(x.device()).max_pool2d_forward(g, x.data(), out.data());
   Tensor sx = x.detach();
+  trace_op("max_pool2d", {x}, out, [&] { return TraceAttrs{{kernel, stride, padding}, {}}; });
   return record(out, "max_pool2d", {x}, [g, sx](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(sx.shape(), DType::F32, dy.device());
     backend(dy.device()).max_pool2d_backward(g, sx.data(), dy.data(), dx.data());
@@ -55,6 +57,9 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   Tensor out = Tensor::empty({g.N, g.C, g.OH, g.OW}, DType::F32, x.device());
   backend(x.device()).avg_pool2d_forward(g, x.data(), out.data());
   const Shape in_shape = x.shape();
+  trace_op("avg_pool2d", {x}, out, [&] {
+    return TraceAttrs{{kernel, stride, padding, count_include_pad ? 1 : 0}, {}};
+  });
   return record(out, "avg_pool2d", {x}, [g, in_shape](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(in_shape, DType::F32, dy.device());
     backend(dy.device()).avg_pool2d_backward(g, dy.data(), dx.data());
@@ -75,6 +80,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
   Tensor out = Tensor::empty({N, C, out_h, out_w}, DType::F32, x.device());
   backend(x.device()).adaptive_avg_pool2d_forward(N * C, H, W, out_h, out_w, x.data(), out.data());
   const Shape in_shape = x.shape();
+  trace_op("adaptive_avg_pool2d", {x}, out, [&] { return TraceAttrs{{out_h, out_w}, {}}; });
   return record(out, "adaptive_avg_pool2d", {x}, [=](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(in_shape, DType::F32, dy.device());
     backend(dy.device()).adaptive_avg_pool2d_backward(N * C, H, W, out_h, out_w, dy.data(),

@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -44,6 +45,8 @@ Tensor fake_quantize(const Tensor& x, const Tensor& scale, const Tensor& zero_po
   Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
   backend(x.device()).fake_quant_forward(g, x.data(), scale.data(), zero_point.data(), qmax,
                                          y.data());
+  trace_op("fake_quantize", {x, scale, zero_point}, y,
+           [&] { return TraceAttrs{{axis, bits}, {}}; });
   Tensor sx = x.detach(), ss = scale.detach(), sz = zero_point.detach();
   bool need_x = x.requires_grad(), need_s = scale.requires_grad();
   return record(y, "fake_quantize", {x, scale},
@@ -69,6 +72,8 @@ Tensor adaround_quantize(const Tensor& w, const Tensor& alpha, const Tensor& sca
   Tensor y = Tensor::empty(w.shape(), DType::F32, w.device());
   backend(w.device()).adaround_forward(g, w.data(), alpha.data(), scale.data(), zero_point.data(),
                                        qmax, hard, y.data());
+  trace_op("adaround_quantize", {w, alpha, scale, zero_point}, y,
+           [&] { return TraceAttrs{{bits, hard ? 1 : 0}, {}}; });
   if (hard) return y;
   Tensor sw = w.detach(), sa = alpha.detach(), ss = scale.detach(), sz = zero_point.detach();
   return record(y, "adaround_quantize", {alpha}, [=](const Tensor& gy) -> std::vector<Tensor> {

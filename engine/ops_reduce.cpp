@@ -6,6 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/ops_util.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -30,6 +31,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   BroadcastShape s = make_broadcast(x.shape(), aligned, aligned);
   for (int d = 0; d < s.ndim; ++d) s.a[d] = x.shape()[d];
   backend(x.device()).sum_to_shape(s, x.data(), out.data());
+  trace_op("sum_to", {x}, out);
   Shape in_shape = x.shape();
   return record(out, "sum_to", {x}, [in_shape](const Tensor& g) -> std::vector<Tensor> {
     return {broadcast_to(g, in_shape)};
@@ -45,6 +47,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   Tensor out = Tensor::empty(shape, DType::F32, x.device());
   BroadcastShape s = make_broadcast(aligned, shape, shape);
   backend(x.device()).broadcast_to(s, x.data(), out.data());
+  trace_op("broadcast_to", {x}, out);
   Shape in_shape = x.shape();
   return record(out, "broadcast_to", {x}, [in_shape](const Tensor& g) -> std::vector<Tensor> {
     return {sum_to(g, in_shape)};

@@ -4,6 +4,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 
 namespace pk {
 
@@ -20,6 +21,7 @@ Tensor over_last_dim(const Tensor& x, const char* name, RowForward Backend::*for
   Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
   (backend(x.device()).*forward)(R, D, x.data(), y.data());
   Tensor sy = y.detach();
+  trace_op(name, {x}, y);
   return record(y, name, {x}, [sy, R, D, backward](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = Tensor::empty(sy.shape(), DType::F32, g.device());
     (backend(g.device()).*backward)(R, D, sy.data(), g.data(), dx.data());

@@ -470,6 +470,28 @@ TEST_CASE("corrupt, truncated and missing JPEG files fail with the file name") {
                        doctest::Contains("garbage.jpg"), std::runtime_error);
 }
 
+TEST_CASE("a JPEG that declares more pixels than PIL's decompression-bomb limit is refused") {
+  TempDir dir;
+  std::vector<uint8_t> jpeg = read_bytes(kFixtures / "fashion32/val/00_tshirt_top/000019.jpg");
+  // The baseline frame header (SOF0, FF C0): length, precision, then height
+  // and width as big-endian 16-bit numbers. 65000 x 65000 is 4.2e9 pixels.
+  size_t sof = 0;
+  for (size_t i = 0; i + 1 < jpeg.size(); ++i)
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0) {
+      sof = i;
+      break;
+    }
+  REQUIRE(sof > 0);
+  for (size_t field : {sof + 5, sof + 7}) {
+    jpeg[field] = 65000 >> 8;
+    jpeg[field + 1] = 65000 & 0xFF;
+  }
+  const fs::path path = dir.path / "bomb.jpg";
+  write_bytes(path, jpeg);
+  CHECK_THROWS_WITH_AS(read_jpeg(path.string()), doctest::Contains("decompression bomb"),
+                       std::runtime_error);
+}
+
 TEST_CASE("load_batch: labels, per-image preprocessing, independent of thread count") {
   const ImageFolder val = scan_image_folder((kFixtures / "fashion32").string(), "val");
   PreprocessConfig config;

@@ -5,6 +5,9 @@
 include(CMakePackageConfigHelpers)
 
 set(PACKPTQ_LIBRARIES packptq_kernels packptq_engine packptq_nets packptq_quant packptq_data)
+if(PACKPTQ_WITH_ONNX)
+  list(APPEND PACKPTQ_LIBRARIES packptq_onnx)
+endif()
 foreach(library ${PACKPTQ_LIBRARIES})
   string(REPLACE "packptq_" "" short_name ${library})
   set_target_properties(${library} PROPERTIES EXPORT_NAME ${short_name})
@@ -18,7 +21,11 @@ install(TARGETS ${PACKPTQ_LIBRARIES} EXPORT packptqTargets
 # The public headers; the backends' own headers (kernels/cpu, kernels/cuda)
 # stay private.
 set(packptq_include ${CMAKE_INSTALL_INCLUDEDIR}/packptq)
-foreach(folder engine kernels nets quant tools/data)
+set(packptq_header_folders engine kernels nets quant tools/data)
+if(PACKPTQ_WITH_ONNX)
+  list(APPEND packptq_header_folders quant/onnx)
+endif()
+foreach(folder ${packptq_header_folders})
   file(GLOB headers ${PROJECT_SOURCE_DIR}/${folder}/*.h)
   install(FILES ${headers} DESTINATION ${packptq_include}/${folder})
 endforeach()

@@ -18,8 +18,10 @@ build/tools/packptq --version | tee "$out/version.txt"
 grep -q "cpu, cuda$" "$out/version.txt" ||
   { echo "the CUDA backend was not built (no nvcc, cuBLAS or cuDNN found) or sees no GPU"; exit 1; }
 
+# The ONNX export tests install ONNX Runtime from the npm registry, which a
+# GPU machine without network cannot reach; the export does not touch the GPU.
 OMP_WAIT_POLICY=passive ctest --test-dir build --output-on-failure --parallel "$(nproc)" \
-  --timeout 2400 2>&1 | tee "$out/ctest.txt"
+  --timeout 2400 -E onnx 2>&1 | tee "$out/ctest.txt"
 if grep -q "skipped: no CUDA device" build/Testing/Temporary/LastTest.log; then
   echo "CUDA cases were skipped although a GPU is present"; exit 1
 fi

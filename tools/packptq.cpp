@@ -4,6 +4,7 @@
 //   packptq [quantize] --model_name ... --dataset_path ... --weights ...
 //   packptq eval --model_name ... --weights ... --dataset_path ...
 //   packptq analyze --quantized MODEL.safetensors --weights ... --dataset_path ...
+//   packptq export --quantized MODEL.safetensors --onnx MODEL.onnx
 //   packptq report RUN.json -o RUN.html   a run's report as its HTML page
 //   packptq [default [flags]]   the built-in Fashion-MNIST run (no download)
 //   packptq --version           version and backends
@@ -18,21 +19,23 @@ int main(int argc, char** argv) {
   if (argc == 1) return pk::cli::run_default(argc, argv);
   const char* command = argv[1];
   if (std::strcmp(command, "--version") == 0) {
-    std::printf("packptq %s\nbackends: cpu%s\n", pk::packptq_version(),
+    std::printf("packptq %s\nbackends: cpu%s\nonnx export: %s\n", pk::packptq_version(),
                 !pk::cuda_backend_built()                ? " (cuda not built)"
                 : pk::device_available(pk::Device::CUDA) ? ", cuda"
-                                                         : ", cuda (built; no GPU found)");
+                                                         : ", cuda (built; no GPU found)",
+                PACKPTQ_WITH_ONNX ? "yes" : "no (built without libonnx-dev)");
     return 0;
   }
   if (std::strcmp(command, "eval") == 0) return pk::cli::run_eval(argc - 1, argv + 1);
   if (std::strcmp(command, "analyze") == 0) return pk::cli::run_analyze(argc - 1, argv + 1);
   if (std::strcmp(command, "default") == 0) return pk::cli::run_default(argc - 1, argv + 1);
   if (std::strcmp(command, "report") == 0) return pk::cli::run_report(argc - 1, argv + 1);
+  if (std::strcmp(command, "export") == 0) return pk::cli::run_export(argc - 1, argv + 1);
   // Anything that is not a flag must name a command.
   if (command[0] != '\0' && command[0] != '-' && std::strcmp(command, "quantize") != 0) {
     std::fprintf(stderr,
-                 "packptq: error: unknown command '%s' (commands: quantize, eval, analyze, report, "
-                 "default)\n",
+                 "packptq: error: unknown command '%s' (commands: quantize, eval, analyze, export, "
+                 "report, default)\n",
                  command);
     return 2;
   }

@@ -14,9 +14,14 @@ packages=(
   libzip-dev             # PyTorch zip checkpoints
   zlib1g-dev             # Fashion-MNIST .gz files of the default run
   dataset-fashion-mnist  # data of the built-in default run
+  libonnx-dev libprotobuf-dev  # ONNX export (an optional library of its own)
   # For the tests only: the run report rendered in a browser and its screenshots checked.
   chromium imagemagick
 )
+# ONNX Runtime for node (tests/onnx, from the npm registry) runs the ONNX
+# exports in the tests: Debian's node and npm unless the machine has them.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -16,6 +16,10 @@ int run_analyze(int argc, char** argv);
 // packptq [quantize]: the Pack-PTQ run (tools/cli/quantize_command.cpp).
 int run_quantize(int argc, char** argv);
 
+// packptq export: a quantized model file or a float checkpoint as ONNX
+// (tools/cli/export_command.cpp).
+int run_export(int argc, char** argv);
+
 // packptq report RUN.json -o RUN.html: a run's report JSON as its HTML page.
 int run_report(int argc, char** argv);
 

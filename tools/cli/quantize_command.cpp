@@ -6,13 +6,18 @@
 #include <cstdio>
 #include <iostream>
 
+#include "engine/errors.h"
 #include "engine/log.h"
+#include "engine/output_files.h"
 #include "engine/parallel.h"
 #include "engine/stopwatch.h"
 #include "quant/run.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/common.h"
 #include "tools/cli/flags.h"
+#if PACKPTQ_WITH_ONNX
+#include "quant/onnx/export_run.h"
+#endif
 
 namespace pk::cli {
 
@@ -39,6 +44,8 @@ int quantize_main(int argc, char** argv) {
   config.threads = threads_from_env();
   FlagSet flags("packptq [quantize]");
   declare_settings(flags, quantize_settings(), config);
+  flags.add_string("export_onnx", "",
+                   "also write the quantized model as ONNX to this file (packptq export)");
   if (!flags.parse(argc, argv, 1)) {
     std::cout << "Quantizes a model with Pack-PTQ (or a baseline --method) and evaluates it on "
                  "<dataset_path>/val.\n"
@@ -46,9 +53,21 @@ int quantize_main(int argc, char** argv) {
     return 0;
   }
   apply_settings(flags, quantize_settings(), config);
+  const std::string onnx = flags.str("export_onnx");
+  if (flags.given("export_onnx")) {
+#if PACKPTQ_WITH_ONNX
+    if (onnx.empty()) throw ConfigError("--export_onnx needs a file name");
+    check_output_folder(onnx, "export_onnx");
+#else
+    throw ConfigError(kNoOnnxExport);
+#endif
+  }
   const QuantizeResult result = quantize(config, reconstruction_progress());
   std::printf("%s\n", summary_line(result).c_str());
   std::fflush(stdout);
+#if PACKPTQ_WITH_ONNX
+  if (!onnx.empty()) print_export(export_quantized_file(result.trained_model_path, onnx));
+#endif
   return 0;
 }
 
