@@ -34,6 +34,18 @@ bool cuda_backend_built() {
 #endif
 }
 
+std::string kernel_path(Device device) {
+  if (device == Device::CUDA) return "cuda";
+#if defined(__AVX2__) && defined(__FMA__)
+  const char* isa = "x86-64 AVX2+FMA";
+#elif defined(__x86_64__)
+  const char* isa = "x86-64 SSE2";
+#else
+  const char* isa = "portable";
+#endif
+  return std::string(isa) + ", " + cpu::gemm_blocking();
+}
+
 const Backend& backend(Device device) {
   if (device == Device::CPU) return kCpuBackend;
 #ifdef PACKPTQ_WITH_CUDA

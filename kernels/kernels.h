@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 namespace pk {
@@ -197,6 +198,8 @@ struct Backend {
 
 namespace cpu {
 PK_KERNELS(PK_DECLARE_KERNEL)
+// The cache sizes the GEMM blocking is computed from, as text.
+std::string gemm_blocking();
 }
 
 // The backend for a device; throws if that backend was not built or has no
@@ -206,5 +209,10 @@ bool device_available(Device device);
 const char* device_name(Device device);
 // Whether this build has the CUDA backend (a GPU may still be missing).
 bool cuda_backend_built();
+// The code path a device's kernels take, as runs record it: for the CPU the
+// instruction set the kernels were compiled for ("x86-64 AVX2+FMA") and the
+// fixed GEMM blocking (kernels/cpu/gemm.cpp); "cuda" for the GPU. The same
+// path, thread count and flags give the same model on any machine.
+std::string kernel_path(Device device);
 
 }  // namespace pk

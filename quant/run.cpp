@@ -249,6 +249,8 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
     result.config = config;
     log_line("packptq quantize " + config.model_name +
              ", configuration: " + config_to_json(config).dump());
+    log_line("kernels: " + kernel_path(config.device) + "; " + std::to_string(config.threads) +
+             " threads");
     if (config.fold_bn && !run.resumed)
       log_line("folded " + std::to_string(run.folded_batch_norms) +
                " BatchNorm2d layers into the convs before them");
@@ -280,6 +282,8 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
     notify(RunEvent::Kind::PhaseFinished, RunPhase::Fp32Eval, result.fp32.seconds, &model);
 
     const json metadata = {{"model_config", run.model_config},
+                           {"kernel_path", kernel_path(config.device)},
+                           {"threads", config.threads},
                            {"fold_bn", config.fold_bn},
                            {"reference_preprocessing", config.reference_preprocessing},
                            {"method", method_name(config.method)},
@@ -436,6 +440,7 @@ json report_to_json(const QuantizeResult& result) {
               {"layers", layers},
               {"average_bits", result.average_bits},
               {"packptq_version", packptq_version()},
+              {"kernel_path", kernel_path(result.config.device)},
               {"timing", timing}};
   if (result.analysis) out["analysis"] = analysis_to_json(*result.analysis);
   if (result.mixed_precision) {

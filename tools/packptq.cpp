@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   if (argc == 1) return pk::cli::run_default(argc, argv);
   const char* command = argv[1];
   if (std::strcmp(command, "--version") == 0) {
-    std::printf("packptq %s\nbackends: cpu%s\nonnx export: %s\n", pk::packptq_version(),
+    std::printf("packptq %s\ncpu kernels: %s\nbackends: cpu%s\nonnx export: %s\n",
+                pk::packptq_version(), pk::kernel_path(pk::Device::CPU).c_str(),
                 !pk::cuda_backend_built()                ? " (cuda not built)"
                 : pk::device_available(pk::Device::CUDA) ? ", cuda"
                                                          : ", cuda (built; no GPU found)",

@@ -1,6 +1,7 @@
 // GEMM on Eigen. Row-major buffers are mapped as Eigen row-major matrices so
 // that no data is copied; transposes are Eigen expressions.
 #include <Eigen/Core>
+#include <string>
 
 #include "kernels/kernels.h"
 
@@ -11,6 +12,19 @@ namespace {
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMap = Eigen::Map<const RowMajor>;
 using Map = Eigen::Map<RowMajor>;
+
+// Eigen splits each product into blocks sized from the cache sizes it reads
+// with cpuid, and the blocks fix the order in which a product's terms are
+// summed: machines with other caches gave other results (a fixture run's
+// top-1 moved by 0.8). Fixed sizes give every machine the same blocking;
+// these are what Eigen reads on the AMD EPYC that measured the figures in
+// docs/PERFORMANCE.md, so its results stay as they were. Set before main,
+// ahead of every product (conv.cpp's included).
+constexpr std::ptrdiff_t kL1 = 32 * 1024, kL2 = 1024 * 1024, kL3 = 320 * 1024 * 1024;
+[[maybe_unused]] const bool kBlockingFixed = [] {
+  Eigen::setCpuCacheSizes(kL1, kL2, kL3);
+  return true;
+}();
 
 void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               const float* B, float beta, float* C) {
@@ -33,6 +47,11 @@ void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 }
 
 }  // namespace
+
+std::string gemm_blocking() {
+  return "GEMM blocking for " + std::to_string(kL1 / 1024) + " KiB L1, " + std::to_string(kL2 / (1024 * 1024)) +
+         " MiB L2, " + std::to_string(kL3 / (1024 * 1024)) + " MiB L3";
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, const float* B, float beta, float* C, int64_t batch, int64_t stride_a,
