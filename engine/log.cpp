@@ -27,10 +27,10 @@ std::string stamped(const std::string& message) {
 }
 }  // namespace
 
-void open_log_file(const std::string& path) {
+void open_log_file(const std::string& path, bool append) {
   std::lock_guard<std::mutex> lock(g_log_mutex);
   if (g_log_file.is_open()) g_log_file.close();
-  g_log_file.open(path, std::ios::trunc);
+  g_log_file.open(path, append ? std::ios::app : std::ios::trunc);
   if (!g_log_file) throw std::runtime_error("cannot open log file " + path);
 }
 

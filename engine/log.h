@@ -11,8 +11,9 @@
 
 namespace pk {
 
-// Opens (truncates) the run's log file; subsequent log_line calls go there too.
-void open_log_file(const std::string& path);
+// Opens the run's log file (truncated, or appended to for a resumed run);
+// subsequent log_line calls go there too.
+void open_log_file(const std::string& path, bool append = false);
 void close_log_file();
 // One line, prefixed with the wall-clock time.
 void log_line(const std::string& message);

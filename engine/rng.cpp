@@ -2,9 +2,32 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
 #include <vector>
 
 namespace pk {
+
+std::string Generator::state() const {
+  std::ostringstream out;
+  uint64_t spare_bits = 0;
+  std::memcpy(&spare_bits, &spare_, sizeof spare_bits);
+  out << engine_ << ' ' << has_spare_ << ' ' << spare_bits;
+  return out.str();
+}
+
+void Generator::set_state(const std::string& state) {
+  std::istringstream in(state);
+  std::mt19937_64 engine;
+  bool has_spare = false;
+  uint64_t spare_bits = 0;
+  if (!(in >> engine >> has_spare >> spare_bits))
+    throw std::invalid_argument("not a random generator state");
+  engine_ = engine;
+  has_spare_ = has_spare;
+  std::memcpy(&spare_, &spare_bits, sizeof spare_);
+}
 
 // Box-Muller on doubles built from 53 random bits.
 float Generator::normal(float mean, float stddev) {

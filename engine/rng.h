@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 
 #include "engine/tensor.h"
 
@@ -25,6 +26,11 @@ class Generator {
   // Uniform integer in [0, n).
   int64_t randint(int64_t n) { return static_cast<int64_t>(engine_() % static_cast<uint64_t>(n)); }
   float normal(float mean = 0.0f, float stddev = 1.0f);
+
+  // The whole state as text, and back: a generator set to the state of
+  // another draws what that one would draw next (resumed runs).
+  std::string state() const;
+  void set_state(const std::string& state);  // throws std::invalid_argument
 
   Tensor uniform_tensor(const Shape& shape, float lo, float hi, Device device = Device::CPU);
   Tensor normal_tensor(const Shape& shape, float mean, float stddev, Device device = Device::CPU);

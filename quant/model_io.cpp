@@ -28,22 +28,6 @@ const char* kind_name(LayerKind kind) {
   return "?";
 }
 
-const char* rounding_name(Rounding rounding) {
-  switch (rounding) {
-    case Rounding::Nearest: return "nearest";
-    case Rounding::Soft: return "soft";
-    case Rounding::Hard: return "hard";
-  }
-  return "?";
-}
-
-// Prefix of an activation quantizer's tensors: "<layer>.input" for
-// Conv/Linear, "<layer>.operand<i>" for MatMul.
-std::string operand_prefix(const QuantLayer& layer, size_t index) {
-  if (layer.layer->kind() == LayerKind::MatMul) return layer.name + ".operand" + std::to_string(index);
-  return layer.name + ".input";
-}
-
 int64_t max_level(int bits) { return (int64_t{1} << bits) - 1; }
 
 // Checked on save and on load: anything else turns every output of the layer
@@ -108,6 +92,20 @@ QuantSettings settings_from(const json& quant) {
 }
 
 }  // namespace
+
+const char* rounding_name(Rounding rounding) {
+  switch (rounding) {
+    case Rounding::Nearest: return "nearest";
+    case Rounding::Soft: return "soft";
+    case Rounding::Hard: return "hard";
+  }
+  return "?";
+}
+
+std::string operand_prefix(const QuantLayer& layer, size_t index) {
+  if (layer.layer->kind() == LayerKind::MatMul) return layer.name + ".operand" + std::to_string(index);
+  return layer.name + ".input";
+}
 
 void save_quantized_model(const std::string& path, QuantModel& model, const json& metadata,
                           bool with_float_weights) {

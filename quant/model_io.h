@@ -56,4 +56,10 @@ struct LoadedQuantModel {
 // that was saved bit for bit. Throws std::runtime_error naming the file.
 LoadedQuantModel load_quantized_model(const std::string& path);
 
+// "nearest", "soft" or "hard", as the files store a layer's rounding.
+const char* rounding_name(Rounding rounding);
+// Prefix of an activation quantizer's tensors in the files: "<layer>.input"
+// for Conv/Linear, "<layer>.operand<i>" for MatMul.
+std::string operand_prefix(const QuantLayer& layer, size_t index);
+
 }  // namespace pk

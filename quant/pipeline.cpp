@@ -95,6 +95,66 @@ std::vector<ReconTarget> make_targets(QuantModel& model, Method method,
   return targets;
 }
 
+// Reconstructs report.targets from the first one without a result on,
+// telling `observe` after each, then fixes every rounding to hard.
+void reconstruct_targets(QuantModel& model, const Tensor& calibration,
+                         const PipelineOptions& options, Generator& gen,
+                         const RunObserver& observe, PipelineReport& report) {
+  const int64_t count = static_cast<int64_t>(report.targets.size());
+  // A resumed run computes the first target's inputs from the images.
+  UnitInputs carried;
+  for (int64_t i = static_cast<int64_t>(report.reconstruction.size()); i < count; ++i) {
+    const ReconTarget& target = report.targets[i];
+    log_line("reconstruction " + std::to_string(i + 1) + "/" + std::to_string(count) + ": " +
+             target.name);
+    report.reconstruction.push_back(
+        reconstruct(model, target, calibration, options.recon, gen, &carried));
+    if (observe) {
+      RunEvent event{RunEvent::Kind::TargetFinished, RunPhase::Reconstruction};
+      event.target_index = i;
+      event.target_count = count;
+      event.target = &target;
+      event.result = &report.reconstruction.back();
+      event.model = &model;
+      event.pipeline = &report;
+      observe(event);
+    }
+  }
+  harden_soft_rounding(model);
+}
+
+// The rest of an interrupted run: its targets again (they follow from its
+// method and packs) and the reconstruction from the first unfinished one.
+PipelineReport continue_pipeline(QuantModel& model, const Tensor& calibration,
+                                 const PipelineOptions& options, Generator& gen,
+                                 const RunObserver& observe, const PipelineReport& interrupted) {
+  PipelineReport report = interrupted;
+  report.targets = make_targets(model, options.method, report.packs);
+  check(report.targets.size() == interrupted.targets.size() &&
+            report.reconstruction.size() <= report.targets.size(),
+        "the resumed run's reconstruction targets differ from the interrupted run's");
+  for (size_t i = 0; i < report.targets.size(); ++i)
+    check(report.targets[i].name == interrupted.targets[i].name, [&] {
+      return "the resumed run's target " + std::to_string(i + 1) + " is " + report.targets[i].name +
+             ", the interrupted run's " + interrupted.targets[i].name;
+    });
+  log_line("resuming after " + std::to_string(report.reconstruction.size()) + " of " +
+           std::to_string(report.targets.size()) + " reconstruction targets");
+  if (observe) observe({RunEvent::Kind::PhaseStarted, RunPhase::Reconstruction});
+  Stopwatch phase;
+  reconstruct_targets(model, calibration, options, gen, observe, report);
+  // The phase's time: the interrupted run's part plus this run's.
+  report.phase_seconds["reconstruction"] += phase.seconds();
+  if (observe) {
+    RunEvent event{RunEvent::Kind::PhaseFinished, RunPhase::Reconstruction};
+    event.seconds = report.phase_seconds["reconstruction"];
+    event.model = &model;
+    observe(event);
+  }
+  model.set_quant(true, true);
+  return report;
+}
+
 }  // namespace
 
 const char* run_phase_name(RunPhase phase) {
@@ -114,7 +174,8 @@ const char* run_phase_name(RunPhase phase) {
 
 PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
                             const PipelineOptions& options, Generator& gen, bool resumed,
-                            const RunObserver& observe) {
+                            const RunObserver& observe, const PipelineReport* interrupted) {
+  if (interrupted) return continue_pipeline(model, calibration, options, gen, observe, *interrupted);
   PipelineReport report;
   Net& net = model.net();
   const Tensor first_batch =
@@ -191,25 +252,7 @@ PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
 
   started(RunPhase::Reconstruction);
   report.targets = make_targets(model, options.method, report.packs);
-  const int64_t count = static_cast<int64_t>(report.targets.size());
-  UnitInputs carried;
-  for (int64_t i = 0; i < count; ++i) {
-    const ReconTarget& target = report.targets[i];
-    log_line("reconstruction " + std::to_string(i + 1) + "/" + std::to_string(count) + ": " +
-             target.name);
-    report.reconstruction.push_back(
-        reconstruct(model, target, calibration, options.recon, gen, &carried));
-    if (observe) {
-      RunEvent event{RunEvent::Kind::TargetFinished, RunPhase::Reconstruction};
-      event.target_index = i;
-      event.target_count = count;
-      event.target = &target;
-      event.result = &report.reconstruction.back();
-      event.model = &model;
-      observe(event);
-    }
-  }
-  harden_soft_rounding(model);
+  reconstruct_targets(model, calibration, options, gen, observe, report);
   finished(RunPhase::Reconstruction);
   model.set_quant(true, true);
   return report;

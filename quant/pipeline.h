@@ -50,9 +50,17 @@ std::vector<int64_t> packable_units(const Net& net);
 // initialized from the first batch. `observe` (may be empty) sees the
 // phases init, scoring, mixed_precision and reconstruction start and finish
 // (init's finish with the initialized model, to save it) and each target
-// when it is reconstructed. Leaves the whole model quantized.
+// when it is reconstructed, with the report so far. Leaves the whole model
+// quantized.
+//
+// `interrupted`: the report of a run stopped after some targets, whose
+// quantizers (bits, scales, rounding) `model` holds again and whose random
+// generator state `gen` has again: initialization, scoring and mixed
+// precision are taken from it and reconstruction goes on with the next
+// target.
 PipelineReport run_pipeline(QuantModel& model, const Tensor& calibration,
                             const PipelineOptions& options, Generator& gen, bool resumed,
-                            const RunObserver& observe = {});
+                            const RunObserver& observe = {},
+                            const PipelineReport* interrupted = nullptr);
 
 }  // namespace pk

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/autograd.h"
+#include "engine/interrupt.h"
 #include "engine/log.h"
 #include "engine/ops.h"
 #include "engine/ops_quant.h"
@@ -213,6 +214,7 @@ ReconResult reconstruct(QuantModel& model, const ReconTarget& target, const Tens
   std::vector<int64_t> idx(opt.batch_size);
   std::vector<double> shard_rec(shards);
   for (int64_t it = 0; it < opt.iterations; ++it) {
+    check_interrupt();  // ctrl-C: the target's work so far is dropped, the run's checkpoint stays
     for (auto& v : idx) v = gen.randint(n);  // uniform, with replacement
     Tensor index = Tensor::from_int64(idx, {opt.batch_size}, data.x_q.device());
     Tensor input = index_select(data.x_q, 0, index);

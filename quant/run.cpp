@@ -5,9 +5,11 @@
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <tuple>
 
 #include "engine/errors.h"
+#include "engine/interrupt.h"
 #include "engine/log.h"
 #include "engine/output_files.h"
 #include "engine/parallel.h"
@@ -16,6 +18,7 @@
 #include "nets/load_model.h"
 #include "quant/model_io.h"
 #include "quant/report_html.h"
+#include "quant/run_checkpoint.h"
 
 namespace pk {
 
@@ -201,16 +204,60 @@ json packs_to_json(const std::vector<PackResult>& packs) {
 // after logging the error of a failed run, so that the log says why it stopped.
 class RunLog {
  public:
-  explicit RunLog(const std::string& path) { open_log_file(path); }
+  RunLog(const std::string& path, bool append) { open_log_file(path, append); }
   ~RunLog() { close_log_file(); }
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
 };
 
-QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
+// The checkpoint a resumed run continues from.
+struct ResumePoint {
+  std::string path;
+  RunCheckpoint checkpoint;
+};
+
+// Settings that only say where a run's files go, or what its report adds:
+// a resumed run may change them.
+bool changes_result(const std::string& setting) {
+  static const std::set<std::string> kFree = {"resume",      "output_dir",      "report_json",
+                                              "report_html", "analysis_images", "num_workers"};
+  return !kFree.count(setting);
+}
+
+// The interrupted run's configuration, with the settings given now that do
+// not change the result; a given setting that would change it must equal
+// the interrupted run's.
+QuantizeConfig resumed_config(const QuantizeConfig& given, const ResumePoint& resume) {
+  QuantizeConfig config;
+  for (const ConfigSetting& s : quantize_settings()) {
+    if (!resume.checkpoint.config.contains(s.name))
+      throw std::runtime_error("run checkpoint '" + resume.path + "' has no setting " + s.name);
+    s.set(config, resume.checkpoint.config.at(s.name));
+  }
+  for (const ConfigSetting& s : quantize_settings()) {
+    if (!given.given.count(s.name)) continue;
+    if (!changes_result(s.name)) {
+      s.set(config, s.get(given));
+    } else if (s.get(given) != s.get(config)) {
+      throw ConfigError("--" + s.name + " " + s.get(given).dump() +
+                        " differs from the interrupted run's " + s.get(config).dump() + " (" +
+                        resume.path + "): leave it out to resume, or start a new run");
+    }
+  }
+  // The files go beside the checkpoint's folder unless told otherwise.
+  if (!given.given.count("output_dir"))
+    config.output_dir = fs::path(resume.path).parent_path().parent_path().string();
+  config.resume = given.resume;
+  config.given = given.given;
+  return config;
+}
+
+QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
+                   const ResumePoint* resume) {
   const Stopwatch total;
   QuantizeResult result;
   auto notify = [&](RunEvent::Kind kind, RunPhase phase, double seconds, QuantModel* model) {
+    if (kind == RunEvent::Kind::PhaseStarted) check_interrupt();  // ctrl-C: stop between phases
     if (!observe) return;
     RunEvent event{kind, phase};
     event.seconds = seconds;
@@ -234,7 +281,15 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
   const data::ImageFolder val = data::scan_image_folder(config.dataset_path, "val");
   check_dataset(train, val, *run.net, config.calibration_samples);
 
-  result.started_at = start_timestamp();
+  if (resume) {
+    if (net_fingerprint(*run.net) != resume->checkpoint.weights_fingerprint)
+      throw ConfigError("--weights " + config.weights + " (with --model_config '" +
+                        config.model_config + "') holds other weights than the interrupted run's (" +
+                        resume->path + ")");
+    restore_run_checkpoint(resume->path, model, config.device);
+  }
+  const uint64_t weights_fingerprint = net_fingerprint(*run.net);
+  result.started_at = resume ? resume->checkpoint.started_at : start_timestamp();
   const std::string run_name = result.started_at + "_" + config.model_name + "_w" +
                                std::to_string(config.weight_bits) + "_a" +
                                std::to_string(config.activation_bits);
@@ -243,7 +298,12 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
   result.log_path =
       (output_dir / (run_name + (config.enable_mixed_precision ? "_mixed_precision" : "") + ".log"))
           .string();
-  RunLog log(result.log_path);
+  RunLog log(result.log_path, /*append=*/resume != nullptr);
+  fs::create_directories(output_dir / "checkpoints");
+  const std::string checkpoint_path =
+      (output_dir / "checkpoints" / (run_name + ".safetensors")).string();
+  int64_t targets_done =
+      resume ? static_cast<int64_t>(resume->checkpoint.pipeline.reconstruction.size()) : 0;
   try {
     config.threads = num_threads();
     result.config = config;
@@ -294,7 +354,29 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
                            {"fp32_top5", result.fp32.top5}};
     // The initialized model is saved as soon as it exists (unless it is the
     // file the run resumed from).
+    Generator gen(seed);
+    if (resume) {
+      gen.set_state(resume->checkpoint.generator_state);
+      result.inited_model_path = resume->checkpoint.inited_model_path;
+      log_line("resuming from " + resume->path);
+    }
+    // After each reconstruction target: the checkpoint to resume from.
+    auto save_checkpoint = [&](const RunEvent& event) {
+      RunCheckpoint checkpoint{config_to_json(config), result.started_at, result.inited_model_path,
+                               gen.state(), weights_fingerprint, *event.pipeline};
+      save_run_checkpoint(checkpoint_path, checkpoint, *event.model);
+      targets_done = event.target_index + 1;
+      log_line("checkpoint after " + std::to_string(targets_done) + "/" +
+               std::to_string(event.target_count) + " targets: " + checkpoint_path);
+    };
     auto observe_pipeline = [&](const RunEvent& event) {
+      if (event.kind == RunEvent::Kind::TargetFinished) {
+        save_checkpoint(event);
+        if (observe) observe(event);
+        saved(checkpoint_path);
+        check_interrupt();
+        return;
+      }
       if (event.kind == RunEvent::Kind::PhaseFinished && event.phase == RunPhase::Init &&
           !run.resumed) {
         const fs::path folder = output_dir / "inited_models";
@@ -311,9 +393,9 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
       }
       if (observe) observe(event);
     };
-    Generator gen(seed);
-    const PipelineReport report = run_pipeline(model, calibration, config.pipeline_options(), gen,
-                                               run.resumed, observe_pipeline);
+    const PipelineReport report =
+        run_pipeline(model, calibration, config.pipeline_options(), gen, run.resumed || resume,
+                     observe_pipeline, resume ? &resume->checkpoint.pipeline : nullptr);
     for (const auto& [name, seconds] : report.phase_seconds) result.seconds[name] = seconds;
     if (!result.seconds.count("scoring")) result.seconds["scoring"] = 0.0;
     result.reconstruction = report.reconstruction;
@@ -371,7 +453,19 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
     log_line("wrote the report " + result.html_path);
     saved(result.html_path);
     notify(RunEvent::Kind::PhaseFinished, RunPhase::Save, result.seconds["save"], &model);
+    // The run is complete: nothing is left to resume.
+    std::error_code ignored;
+    fs::remove(checkpoint_path, ignored);
     log_line(summary_line(result));
+  } catch (const Interrupted&) {
+    const std::string message =
+        targets_done == 0
+            ? "interrupted before the first reconstruction target finished: nothing to resume"
+            : "interrupted; the checkpoint " + checkpoint_path + " holds the " +
+                  std::to_string(targets_done) + " finished reconstruction targets: continue " +
+                  "with packptq quantize --resume " + output_dir.string();
+    log_file_line("error: " + message);
+    throw Interrupted(message);
   } catch (const std::exception& e) {
     log_file_line("error: " + one_line(e.what()));
     throw;
@@ -381,10 +475,21 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe) {
 
 }  // namespace
 
-QuantizeResult quantize(const QuantizeConfig& config, const RunObserver& observe) {
+QuantizeResult quantize(const QuantizeConfig& given, const RunObserver& observe) {
+  if (given.resume.empty()) {
+    validate(given);
+    set_num_threads(static_cast<int>(given.threads));
+    return run(given, observe, nullptr);
+  }
+  if (!given.pretrained_model_path.empty())
+    throw ConfigError("--resume cannot be combined with --pretrained_model_path");
+  ResumePoint resume;
+  resume.path = find_run_checkpoint(given.resume);
+  resume.checkpoint = read_run_checkpoint(resume.path);
+  const QuantizeConfig config = resumed_config(given, resume);
   validate(config);
   set_num_threads(static_cast<int>(config.threads));
-  return run(config, observe);
+  return run(config, observe, &resume);
 }
 
 json report_to_json(const QuantizeResult& result) {

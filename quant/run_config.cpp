@@ -80,6 +80,10 @@ std::vector<ConfigSetting> make_settings() {
           "pretrained_model_path", &C::pretrained_model_path,
           "resume from an initialized model in inited_models/: restores its quantizers and "
           "skips initialization"),
+      setting_field("resume", &C::resume,
+                    "continue an interrupted run from its last finished reconstruction target: "
+                    "its --output_dir (the newest checkpoints/*.safetensors) or a checkpoint "
+                    "file; the other flags may be left out, and those given must be the run's"),
       setting_field("weight_bits", &C::weight_bits, "weight bits, 2..8", bit_width),
       setting_field("activation_bits", &C::activation_bits, "activation bits, 2..8", bit_width),
       setting_field("weight_channel_wise", &C::weight_channel_wise,

@@ -27,6 +27,10 @@ struct QuantizeConfig {
   std::string model_config;           // config.json overriding the standard architecture
   bool ema = false;                   // load the checkpoint's EMA copy of the weights
   std::string pretrained_model_path;  // an initialized model to resume from (inited_models/)
+  // An interrupted run to continue: its output folder or a checkpoint file
+  // (quant/run_checkpoint.h). The run's settings come from the checkpoint;
+  // those given here must match them, except where the files go.
+  std::string resume;
   int64_t batch_size = 16;
   int64_t calibration_samples = 1024;
   int64_t seed = 1005;

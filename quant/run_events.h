@@ -12,6 +12,8 @@
 
 namespace pk {
 
+struct PipelineReport;
+
 enum class RunPhase {
   Data,
   Fp32Eval,
@@ -41,6 +43,8 @@ struct RunEvent {
   // The model as it stands (Init finished: initialized; TargetFinished: the
   // targets so far reconstructed); null for the phases before it exists.
   QuantModel* model = nullptr;
+  // TargetFinished: the pipeline's report so far (quant/pipeline.h).
+  const PipelineReport* pipeline = nullptr;
   std::string path;  // FileSaved: the file written
 };
 

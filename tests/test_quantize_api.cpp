@@ -100,8 +100,17 @@ TEST_CASE("quantize(): the result is the report, the observer sees the run, the 
     CHECK(r.curve.front().beta == 20.0);  // warm-up: the start temperature, no rounding loss
     CHECK(r.curve.front().rounding == 0.0);
   }
-  CHECK(saved == std::vector<std::string>{result.inited_model_path, result.trained_model_path,
-                                          config.report_json, result.html_path});
+  // The initialized model, a checkpoint after each target (one file,
+  // rewritten, removed once the run is complete), the results.
+  std::vector<std::string> expected_files = {result.inited_model_path};
+  const std::string checkpoint = (fs::path(result.trained_model_path).parent_path().parent_path() /
+                                  "checkpoints" / fs::path(result.trained_model_path).filename())
+                                     .string();
+  expected_files.insert(expected_files.end(), targets.size(), checkpoint);
+  for (const std::string& path : {result.trained_model_path, config.report_json, result.html_path})
+    expected_files.push_back(path);
+  CHECK(saved == expected_files);
+  CHECK_FALSE(fs::exists(checkpoint));
   CHECK(fs::path(result.html_path).stem() == fs::path(result.log_path).stem());
   for (const std::string& path :
        {result.log_path, result.inited_model_path, result.trained_model_path, result.html_path})

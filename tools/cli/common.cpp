@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/errors.h"
+#include "engine/interrupt.h"
 #include "engine/log.h"
 
 namespace pk::cli {
@@ -34,6 +35,9 @@ int run_guarded(const std::function<int()>& body) {
   } catch (const ConfigError& e) {
     print_error(e.what());
     return 2;
+  } catch (const Interrupted& e) {
+    print_error(e.what());
+    return 130;  // as a shell reports a process ended by SIGINT
   } catch (const std::exception& e) {
     print_error(e.what());
     return 1;

@@ -11,8 +11,9 @@
 namespace pk::cli {
 
 // Runs a command body and maps failures to exit codes: ConfigError (an
-// invalid flag or setting) prints "packptq: error: ..." and returns 2, any
-// other exception prints it and returns 1. Messages are folded onto one line
+// invalid flag or setting) prints "packptq: error: ..." and returns 2,
+// Interrupted (ctrl-C) prints how to resume and returns 130, any other
+// exception prints it and returns 1. Messages are folded onto one line
 // and also go to the run's log when one is open.
 int run_guarded(const std::function<int()>& body);
 

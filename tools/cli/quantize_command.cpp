@@ -3,10 +3,12 @@
 // fields of QuantizeConfig, declared once in quantize_settings() with the
 // reference CLI's names and defaults; this file parses them, runs, and
 // prints the run's progress and summary.
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include "engine/errors.h"
+#include "engine/interrupt.h"
 #include "engine/log.h"
 #include "engine/output_files.h"
 #include "engine/parallel.h"
@@ -22,6 +24,14 @@
 namespace pk::cli {
 
 namespace {
+
+// The first ctrl-C asks the run to stop at its next safe point (it keeps
+// its last checkpoint and says how to resume); a second one ends the
+// process at once.
+void on_sigint(int) {
+  request_interrupt();
+  std::signal(SIGINT, SIG_DFL);
+}
 
 // One log line per reconstructed target with the ETA of the whole
 // reconstruction phase (each target's own progress line has its own).
@@ -62,7 +72,9 @@ int quantize_main(int argc, char** argv) {
     throw ConfigError(kNoOnnxExport);
 #endif
   }
+  std::signal(SIGINT, on_sigint);
   const QuantizeResult result = quantize(config, reconstruction_progress());
+  std::signal(SIGINT, SIG_DFL);
   std::printf("%s\n", summary_line(result).c_str());
   std::fflush(stdout);
 #if PACKPTQ_WITH_ONNX
