@@ -23,6 +23,7 @@
 #include "quant/model_io.h"
 #include "quant/onnx/export_run.h"
 #include "quant/run.h"
+#include "tests/fixture_runs.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
 #include "tools/data/dataset.h"
@@ -37,14 +38,6 @@ const std::vector<std::string> kCnnFixtures = {"resnet18_w16", "resnet50_w16", "
                                                "regnetx_200m", "mnasnet_s050"};
 const std::vector<std::string> kTransformerFixtures = {"vit_s32", "deit_t32", "swin_t32"};
 
-fs::path fixture_dir(const std::string& fixture) {
-  return testing::fixtures_dir() / "models" / fixture;
-}
-
-std::string model_name_of(const std::string& fixture) {
-  std::ifstream in(fixture_dir(fixture) / "config.json");
-  return nlohmann::json::parse(in).at("model_name").get<std::string>();
-}
 
 // Logits of `images` as ONNX Runtime computes them with the model at `onnx`.
 Tensor runtime_logits(const std::string& onnx, const Tensor& images, const TempDir& dir) {
@@ -60,6 +53,18 @@ Tensor runtime_logits(const std::string& onnx, const Tensor& images, const TempD
   const std::string output((std::istreambuf_iterator<char>(log_file)), {});
   REQUIRE_MESSAGE(status == 0, "ONNX Runtime failed on " << onnx << ":\n" << output);
   return load_safetensors(out).at("logits");
+}
+
+// The largest difference of two logit vectors and their largest magnitude.
+std::pair<double, double> largest_difference(const Tensor& ours, const Tensor& runtime) {
+  const std::vector<float> a = ours.to_vector(), b = runtime.to_vector();
+  REQUIRE(a.size() == b.size());
+  double largest = 0, diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    largest = std::max(largest, std::abs(static_cast<double>(a[i])));
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+  }
+  return {diff, largest};
 }
 
 // How far the runtime's logits are from packptq's on the same images.
@@ -142,20 +147,9 @@ Tensor packptq_logits(Net& net, const Tensor& images, int64_t batch) {
   return concat(parts, 0);
 }
 
-QuantizeConfig short_run(const std::string& fixture, int bits, const fs::path& output_dir) {
-  QuantizeConfig config;
-  config.dataset_path = (testing::fixtures_dir() / "fashion32").string();
-  config.model_name = model_name_of(fixture);
-  config.model_config = (fixture_dir(fixture) / "config.json").string();
-  config.weights = (fixture_dir(fixture) / "model.safetensors").string();
-  config.weight_bits = config.activation_bits = bits;
-  config.weight_channel_wise = true;
-  config.calibration_samples = 64;
-  config.calibration_iterations = 50;
+QuantizeConfig short_run(const std::string& fixture, int bits) {
+  QuantizeConfig config = testing::fixture_run_config(fixture, bits, 50, "");
   config.batch_size = 32;
-  config.analysis_images = 0;
-  config.threads = 2;
-  config.output_dir = output_dir.string();
   return config;
 }
 
@@ -196,7 +190,7 @@ void check_fixtures_at_3_and_4_bits(const std::vector<std::string>& fixtures) {
     for (int bits : {4, 3}) {
       CAPTURE(fixture);
       CAPTURE(bits);
-      check_quantized_export(short_run(fixture, bits, ""),
+      check_quantized_export(short_run(fixture, bits),
                              fixture + " W" + std::to_string(bits) + "A" + std::to_string(bits));
     }
 }
@@ -236,29 +230,23 @@ TEST_CASE("FP32 exports of the 8 fixtures give packptq's logits of the golden in
     CAPTURE(fixture);
     TempDir dir;
     ExportConfig config;
-    config.model_name = model_name_of(fixture);
-    config.weights = (fixture_dir(fixture) / "model.safetensors").string();
-    config.model_config = (fixture_dir(fixture) / "config.json").string();
+    config.model_name = testing::fixture_model_name(fixture);
+    config.weights = (testing::fixture_model_dir(fixture) / "model.safetensors").string();
+    config.model_config = (testing::fixture_model_dir(fixture) / "config.json").string();
     config.onnx = dir.file("model.onnx");
     const OnnxExportResult exported = export_model(config);
     CHECK(exported.quantized_weights == 0);
 
     std::shared_ptr<Net> net = load_model(config.model_name, config.model_config, config.weights);
-    const Tensor input = load_safetensors((fixture_dir(fixture) / "golden.safetensors").string())
+    const Tensor input = load_safetensors((testing::fixture_model_dir(fixture) / "golden.safetensors").string())
                              .at("input");
     Tensor ours;
     {
       NoGradGuard no_grad;
       ours = net->forward(input);
     }
-    const std::vector<float> a = ours.to_vector();
-    const std::vector<float> b = runtime_logits(config.onnx, input, dir).to_vector();
-    REQUIRE(a.size() == b.size());
-    double largest = 0, diff = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      largest = std::max(largest, std::abs(static_cast<double>(a[i])));
-      diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    }
+    const auto [diff, largest] =
+        largest_difference(ours, runtime_logits(config.onnx, input, dir));
     MESSAGE(fixture << " FP32: largest logit difference " << diff << " (" << diff / largest
                     << " of the largest logit), " << exported.nodes << " nodes, "
                     << exported.bytes << " bytes, " << exported.seconds << " s");
@@ -284,14 +272,8 @@ TEST_CASE("every one of the 14 architectures in its standard configuration expor
     }
     const OnnxExportResult exported =
         export_onnx(*net, dir.file("model.onnx"), nlohmann::json{{"model_name", name}});
-    const std::vector<float> a = ours.to_vector();
-    const std::vector<float> b = runtime_logits(exported.path, image, dir).to_vector();
-    REQUIRE(a.size() == b.size());
-    double largest = 0, diff = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      largest = std::max(largest, std::abs(static_cast<double>(a[i])));
-      diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    }
+    const auto [diff, largest] =
+        largest_difference(ours, runtime_logits(exported.path, image, dir));
     MESSAGE(name << ": largest logit difference " << diff / largest << " of the largest, "
                  << exported.nodes << " nodes, " << exported.bytes / 1000000 << " MB, "
                  << exported.seconds << " s");
@@ -310,10 +292,10 @@ TEST_CASE("quantized exports of the transformer fixtures at W4A4 and W3A3 agree 
 }
 
 TEST_CASE("mixed-precision and folded-BatchNorm exports agree with packptq in ONNX Runtime") {
-  QuantizeConfig mixed = short_run("deit_t32", 4, "");
+  QuantizeConfig mixed = short_run("deit_t32", 4);
   mixed.enable_mixed_precision = true;
   check_quantized_export(mixed, "deit_t32 W4A4 mixed precision");
-  QuantizeConfig folded = short_run("resnet18_w16", 4, "");
+  QuantizeConfig folded = short_run("resnet18_w16", 4);
   folded.fold_bn = true;
   check_quantized_export(folded, "resnet18_w16 W4A4 --fold_bn");
 }
@@ -321,7 +303,8 @@ TEST_CASE("mixed-precision and folded-BatchNorm exports agree with packptq in ON
 TEST_CASE("a quantized export holds codes, QDQ pairs with the engine's ranges and its metadata, "
           "and a changed zero point or weight code makes the comparison fail") {
   TempDir dir;
-  QuantizeConfig config = short_run("resnet18_w16", 3, dir.path);
+  QuantizeConfig config = short_run("resnet18_w16", 3);
+  config.output_dir = dir.path.string();
   config.first_last_8bit = true;
   const QuantizeResult result = quantize(config);
   const std::string onnx = dir.file("model.onnx");

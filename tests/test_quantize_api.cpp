@@ -12,6 +12,7 @@
 #include "engine/errors.h"
 #include "quant/report_html.h"
 #include "quant/run.h"
+#include "tests/fixture_runs.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
 
@@ -38,18 +39,10 @@ std::string validation_error(const QuantizeConfig& config) {
 }
 
 QuantizeConfig quick_config(const fs::path& dataset, const fs::path& output_dir) {
-  const fs::path model = testing::fixtures_dir() / "models" / "resnet18_w16";
-  QuantizeConfig config;
+  QuantizeConfig config = testing::fixture_run_config("resnet18_w16", 4, 10, output_dir);
   config.dataset_path = dataset.string();
-  config.model_name = "resnet18";
-  config.model_config = (model / "config.json").string();
-  config.weights = (model / "model.pth").string();
-  config.weight_bits = config.activation_bits = 4;
-  config.weight_channel_wise = true;
-  config.calibration_samples = 64;
-  config.calibration_iterations = 10;
-  config.threads = 2;
-  config.output_dir = output_dir.string();
+  config.weights = (testing::fixture_model_dir("resnet18_w16") / "model.pth").string();
+  config.analysis_images = QuantizeConfig().analysis_images;
   config.report_json = (output_dir / "report.json").string();
   return config;
 }

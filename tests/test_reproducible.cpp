@@ -11,6 +11,7 @@
 
 #include "engine/safetensors.h"
 #include "quant/run.h"
+#include "tests/fixture_runs.h"
 #include "tests/testing.h"
 
 using namespace pk;
@@ -46,23 +47,8 @@ std::string hex(uint64_t h) {
   return text;
 }
 
-QuantizeResult fixture_run(const std::string& fixture, const std::string& model_name,
-                           const fs::path& output_dir) {
-  const fs::path model = testing::fixtures_dir() / "models" / fixture;
-  QuantizeConfig config;
-  config.dataset_path = (testing::fixtures_dir() / "fashion32").string();
-  config.model_name = model_name;
-  config.model_config = (model / "config.json").string();
-  config.weights = (model / "model.safetensors").string();
-  config.weight_bits = config.activation_bits = 4;
-  config.weight_channel_wise = true;
-  config.calibration_samples = 64;
-  config.calibration_iterations = 20;
-  config.batch_size = 16;
-  config.analysis_images = 0;
-  config.threads = 2;
-  config.output_dir = output_dir.string();
-  return quantize(config);
+QuantizeResult fixture_run(const std::string& fixture, const fs::path& output_dir) {
+  return quantize(testing::fixture_run_config(fixture, 4, 20, output_dir));
 }
 
 }  // namespace
@@ -70,14 +56,12 @@ QuantizeResult fixture_run(const std::string& fixture, const std::string& model_
 TEST_CASE("a fixture run gives the recorded model hash on every machine (same kernel path)") {
   struct Case {
     const char* fixture;
-    const char* model_name;
     const char* hash;
   };
-  for (const Case& c : {Case{"resnet18_w16", "resnet18", "282d924050326105"},
-                        Case{"deit_t32", "deit_tiny", "c7b8582d93f16bc0"}}) {
+  for (const Case& c : {Case{"resnet18_w16", "282d924050326105"}, Case{"deit_t32", "c7b8582d93f16bc0"}}) {
     CAPTURE(c.fixture);
     TempDir dir;
-    const QuantizeResult result = fixture_run(c.fixture, c.model_name, dir.path);
+    const QuantizeResult result = fixture_run(c.fixture, dir.path);
     const std::string hash = hex(model_hash(result.trained_model_path));
     CHECK_MESSAGE(hash == c.hash, c.fixture << ": model hash " << hash << " (top-1 "
                                             << result.quantized.top1 << ") on the kernel path "

@@ -16,6 +16,7 @@
 #include "engine/interrupt.h"
 #include "engine/safetensors.h"
 #include "quant/run.h"
+#include "tests/fixture_runs.h"
 #include "tests/testing.h"
 
 using namespace pk;
@@ -24,22 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kModel = testing::fixtures_dir() / "models" / "resnet18_w16";
+const fs::path kModel = testing::fixture_model_dir("resnet18_w16");
 
 QuantizeConfig fixture_config(const fs::path& output_dir, int64_t iterations) {
-  QuantizeConfig config;
-  config.dataset_path = (testing::fixtures_dir() / "fashion32").string();
-  config.model_name = "resnet18";
-  config.model_config = (kModel / "config.json").string();
-  config.weights = (kModel / "model.safetensors").string();
-  config.weight_bits = config.activation_bits = 4;
-  config.weight_channel_wise = true;
-  config.calibration_samples = 64;
-  config.calibration_iterations = iterations;
-  config.analysis_images = 0;
-  config.threads = 2;
-  config.output_dir = output_dir.string();
-  return config;
+  return testing::fixture_run_config("resnet18_w16", 4, iterations, output_dir);
 }
 
 // The same run as command-line arguments.
