@@ -163,6 +163,40 @@ TEST_CASE("a run stopped after a target resumes to the uninterrupted model and r
   CHECK(fs::is_empty(dir.path / "checkpoints"));
 }
 
+// Interrupts `config`'s run after `after` targets, resumes it, and checks
+// the model against the uninterrupted run's.
+void check_resumes_identically(QuantizeConfig config, int after) {
+  TempDir reference_dir, dir;
+  config.output_dir = reference_dir.path.string();
+  const QuantizeResult reference = quantize(config);
+  config.output_dir = dir.path.string();
+  int targets = 0;
+  const std::string message = testing::error_message([&] {
+    quantize(config, [&](const RunEvent& event) {
+      if (event.kind == RunEvent::Kind::TargetFinished && ++targets == after) request_interrupt();
+    });
+  });
+  clear_interrupt();
+  REQUIRE_MESSAGE(message.find("--resume") != std::string::npos, message);
+  QuantizeConfig resume;
+  resume.resume = dir.path.string();
+  resume.given = {"resume"};
+  const QuantizeResult resumed = quantize(resume);
+  check_same_model(reference.trained_model_path, resumed.trained_model_path);
+  CHECK(resumed.quantized.top1 == reference.quantized.top1);
+  CHECK(resumed.average_bits == reference.average_bits);
+}
+
+TEST_CASE("mixed precision with soft rounding kept, and layer-wise AdaRound, resume identically") {
+  QuantizeConfig mixed = testing::fixture_run_config("deit_t32", 4, 20, "");
+  mixed.enable_mixed_precision = true;
+  mixed.keep_soft_rounding = true;
+  check_resumes_identically(mixed, 3);
+  QuantizeConfig layer_wise = fixture_config("", 20);
+  layer_wise.method = Method::AdaRound;
+  check_resumes_identically(layer_wise, 5);
+}
+
 TEST_CASE("resuming refuses a setting that would change the result, naming it") {
   TempDir dir;
   int targets = 0;
