@@ -7,6 +7,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -71,6 +72,7 @@ class ZipArchive {
     if (index < 0 || zip_stat_index(archive_, index, 0, &info) != 0 ||
         !(info.valid & ZIP_STAT_SIZE))
       throw_checkpoint_error(path_, "cannot find record '" + name + "' in the zip archive");
+    check_declared_size(name, info);
     zip_file_t* file = zip_fopen_index(archive_, index, 0);
     if (!file)
       throw_checkpoint_error(path_, "cannot open record '" + name + "': " + zip_strerror(archive_));
@@ -85,6 +87,24 @@ class ZipArchive {
   }
 
  private:
+  // A record's declared size is only allocated when its stored bytes can
+  // hold it: a few bytes of a crafted archive can declare gigabytes.
+  // torch.save stores records uncompressed; deflate expands at most 1032:1.
+  void check_declared_size(const std::string& name, const zip_stat_t& info) const {
+    const bool known = (info.valid & ZIP_STAT_COMP_SIZE) && (info.valid & ZIP_STAT_COMP_METHOD);
+    const zip_uint64_t file_size = static_cast<zip_uint64_t>(std::filesystem::file_size(path_));
+    zip_uint64_t most = 0;
+    if (known && info.comp_size <= file_size) {
+      if (info.comp_method == ZIP_CM_STORE) most = info.comp_size;
+      if (info.comp_method == ZIP_CM_DEFLATE) most = info.comp_size * 1032 + 1024;
+    }
+    if (info.size > most)
+      throw_checkpoint_error(path_, "record '" + name + "' declares " + std::to_string(info.size) +
+                                        " bytes, more than its " +
+                                        std::to_string(known ? info.comp_size : 0) +
+                                        " stored bytes can hold (corrupt or crafted archive)");
+  }
+
   std::string path_;
   zip_t* archive_ = nullptr;
 };

@@ -119,7 +119,8 @@ for target in "${targets[@]}"; do
     -artifact_prefix="$findings/" >"$build/findings/$target.log" 2>&1 || status=$?
   if [[ $status -ne 0 ]]; then
     found=1
-    echo "$target FOUND A BUG (exit $status): $(ls "$findings")"
+    # The input of this run: libFuzzer names it crash-, oom-, timeout- or leak-<sha1>.
+    echo "$target FOUND A BUG (exit $status): $(ls -t "$findings" | head -1)"
     grep -m3 -E 'ERROR|runtime error|SUMMARY' "$build/findings/$target.log" || true
   fi
   grep -E '^#[0-9]+.*(DONE|cov:)' "$build/findings/$target.log" | tail -1
