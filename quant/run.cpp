@@ -281,14 +281,14 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
   const data::ImageFolder val = data::scan_image_folder(config.dataset_path, "val");
   check_dataset(train, val, *run.net, config.calibration_samples);
 
+  const uint64_t weights_fingerprint = net_fingerprint(*run.net);
   if (resume) {
-    if (net_fingerprint(*run.net) != resume->checkpoint.weights_fingerprint)
+    if (weights_fingerprint != resume->checkpoint.weights_fingerprint)
       throw ConfigError("--weights " + config.weights + " (with --model_config '" +
                         config.model_config + "') holds other weights than the interrupted run's (" +
                         resume->path + ")");
     restore_run_checkpoint(resume->path, model, config.device);
   }
-  const uint64_t weights_fingerprint = net_fingerprint(*run.net);
   result.started_at = resume ? resume->checkpoint.started_at : start_timestamp();
   const std::string run_name = result.started_at + "_" + config.model_name + "_w" +
                                std::to_string(config.weight_bits) + "_a" +
@@ -352,8 +352,6 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
                            {"eval_batch_size", config.batch_size},
                            {"fp32_top1", result.fp32.top1},
                            {"fp32_top5", result.fp32.top5}};
-    // The initialized model is saved as soon as it exists (unless it is the
-    // file the run resumed from).
     Generator gen(seed);
     if (resume) {
       gen.set_state(resume->checkpoint.generator_state);
@@ -377,6 +375,8 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
         check_interrupt();
         return;
       }
+      // The initialized model is saved as soon as it exists (unless it is the
+      // file the run resumed from).
       if (event.kind == RunEvent::Kind::PhaseFinished && event.phase == RunPhase::Init &&
           !run.resumed) {
         const fs::path folder = output_dir / "inited_models";

@@ -267,6 +267,47 @@ TEST_CASE("kill -9 at random moments of reconstruction, then --resume: the ident
   }
 }
 
+// The temporary file of a checkpoint being saved, or "".
+std::string saving_checkpoint(const fs::path& folder) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(folder, error))
+    if (entry.path().string().find(".safetensors.tmp") != std::string::npos)
+      return entry.path().string();
+  return "";
+}
+
+TEST_CASE("kill -9 while a checkpoint is being written, then --resume: the identical model") {
+  constexpr int64_t kIterations = 300;
+  const QuantizeResult& reference = reference_run(kIterations);
+  // A save takes about a millisecond: watch for its temporary file and kill
+  // the run the moment it appears (a few tries, in case one is missed).
+  int hits = 0, attempts = 0;
+  for (; attempts < 8 && hits == 0; ++attempts) {
+    TempDir dir;
+    const fs::path checkpoints = dir.path / "out" / "checkpoints";
+    const pid_t pid = start(fixture_args(dir.path / "out", kIterations), dir.file("run.out"));
+    wait_for_checkpoints(dir.file("run.out"), 1, pid);  // then the next save
+    std::string temporary;
+    int status = 0;
+    while (temporary.empty() && waitpid(pid, &status, WNOHANG) == 0) {
+      temporary = saving_checkpoint(checkpoints);
+      if (!temporary.empty()) kill(pid, SIGKILL);
+    }
+    if (temporary.empty()) continue;  // the run ended without being caught saving
+    wait_for(pid);
+    if (!fs::exists(temporary)) continue;  // killed just after the save's rename
+    ++hits;
+    const pid_t resumed = start({PACKPTQ_BINARY, "quantize", "--resume", (dir.path / "out").string()},
+                                dir.file("resume.out"));
+    REQUIRE_MESSAGE(wait_for(resumed) == 0, read_text(dir.file("resume.out")));
+    check_same_model(reference.trained_model_path,
+                     only_file(dir.path / "out" / "trained_models"));
+  }
+  MESSAGE("runs killed in the middle of a checkpoint save: " << hits << " in " << attempts
+                                                                << " tries");
+  CHECK(hits == 1);
+}
+
 TEST_CASE("ctrl-C stops at a safe point, says how to resume, and the resumed model is identical") {
   constexpr int64_t kIterations = 300;
   const QuantizeResult& reference = reference_run(kIterations);
