@@ -18,9 +18,11 @@
 # default ../shared/fixtures); the quantized-model seeds are written by a
 # small rtn run of packptq ($PACKPTQ_BIN, default build/tools/packptq, else
 # the one built here). Each target's corpus grows in build-fuzz/corpus/<target>
-# and is kept between runs. A crash, a sanitizer report, a timeout (10 s per
-# input) or running out of memory (2 GiB) is a bug: the input is left in
-# build-fuzz/findings/<target>/ and the script goes on with the next target.
+# and is kept between runs. A crash, a sanitizer report, a timeout (25 s per
+# input: the inputs take milliseconds to a second, more on a 2-core machine
+# busy with other work) or running out of memory (2 GiB) is a bug: the input
+# is left in build-fuzz/findings/<target>/ and the script goes on with the
+# next target.
 # Minimize an input with `build-fuzz/tests/fuzz/<target> -minimize_crash=1
 # -runs=100000 INPUT`, fix the loader and add the input to
 # tests/data/fuzz_regressions/ (tests/test_fuzz_regressions.cpp loads each).
@@ -115,7 +117,7 @@ for target in "${targets[@]}"; do
   echo "== $target: $seconds s"
   status=0
   OMP_NUM_THREADS=1 "$build/tests/fuzz/$target" "$build/corpus/$target" \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$findings/" >"$build/findings/$target.log" 2>&1 || status=$?
   if [[ $status -ne 0 ]]; then
     found=1
