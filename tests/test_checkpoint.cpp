@@ -662,12 +662,14 @@ TEST_CASE("torch checkpoint: training scripts' checkpoints list their state dict
   const TensorMap bare = load_checkpoint(dir + "bare.pth");
   REQUIRE(bare.size() == 74);
   TensorMap ema;  // the EMA copies hold half of each float tensor
-  for (const auto& [name, tensor] : bare)
-    ema.emplace(name, tensor.dtype() == DType::F32 ? Tensor::from_vector([&] {
+  for (const auto& entry : bare) {
+    const Tensor& tensor = entry.second;
+    ema.emplace(entry.first, tensor.dtype() == DType::F32 ? Tensor::from_vector([&] {
       std::vector<float> v = tensor.to_vector();
       for (float& x : v) x *= 0.5f;
       return v;
     }(), tensor.shape()) : tensor);
+  }
 
   struct Layout {
     std::string file;
@@ -755,7 +757,10 @@ TEST_CASE("torch checkpoint: other classes become inert placeholders, never run"
       {"builtins", "exec"},      {"__builtin__", "exec"},    {"subprocess", "Popen"},
       {"subprocess", "call"},    {"torch.storage", "_load_from_bytes"},
   };
-  for (const auto& [module, name] : globals) {
+  for (const auto& global : globals) {
+    // Named copies: lambdas below capture them (structured bindings cannot
+    // be captured before C++20).
+    const std::string module = global.first, name = global.second;
     const std::string full = module + "." + name;
     INFO("global " << full);
     // REDUCE: f('touch ...'), as the pickled object and beside a state dict.

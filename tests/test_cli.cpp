@@ -75,7 +75,9 @@ int run_eval_with(std::vector<std::string> args) {
 
 void expect_same_tensors(const TensorMap& a, const TensorMap& b) {
   REQUIRE(a.size() == b.size());
-  for (const auto& [name, tensor] : a) {
+  for (const auto& entry : a) {
+    const std::string& name = entry.first;
+    const Tensor& tensor = entry.second;
     auto other = b.find(name);
     REQUIRE_MESSAGE(other != b.end(), name << " is missing");
     REQUIRE_MESSAGE(tensor.shape() == other->second.shape(), name);

@@ -218,8 +218,10 @@ TEST_CASE("resize agrees with a plain double-precision reference at many scales"
       {{40, 17}, {29, 17}},  // horizontal pass only
   };
   int worst = 0;
-  for (const auto& [from, to] : cases)
+  for (const auto& size_case : cases)
     for (Interpolation interpolation : {Interpolation::Bilinear, Interpolation::Bicubic}) {
+      const auto& from = size_case.first;
+      const auto& to = size_case.second;
       Image in(from.w, from.h);
       for (uint8_t& p : in.pixels) p = static_cast<uint8_t>(gen.randint(256));
       const Image out = resize(in, to.w, to.h, interpolation);
@@ -304,7 +306,8 @@ TEST_CASE("crop windows and horizontal flips") {
 }
 
 TEST_CASE("RandomResizedCrop windows: inside the image, area and aspect in range, seeded") {
-  for (auto [width, height] : {std::pair{32, 32}, std::pair{224, 160}, std::pair{40, 300}}) {
+  for (auto size : {std::pair{32, 32}, std::pair{224, 160}, std::pair{40, 300}}) {
+    const int width = size.first, height = size.second;
     INFO(width << "x" << height);
     Generator gen(7);
     int fallbacks = 0;

@@ -75,7 +75,9 @@ fs::file_time_type mtime(const fs::path& path) { return fs::last_write_time(path
 
 TEST_CASE("read_fashion_mnist reads the Debian package's train and test splits") {
   const std::pair<std::string, int64_t> splits[] = {{"train", 60000}, {"t10k", 10000}};
-  for (const auto& [split, count] : splits) {
+  for (const auto& entry : splits) {
+    const auto& split = entry.first;
+    const auto& count = entry.second;
     CAPTURE(split);
     const IdxImages images = read_fashion_mnist(kFashionMnistSourceDir, split);
     CHECK(images.count == count);

@@ -84,7 +84,9 @@ TEST_CASE("standard CNN configurations have the reference parameter counts") {
   const std::pair<std::string, int64_t> expected[] = {
       {"resnet18", 11689512},    {"resnet50", 25557032},      {"mobilenetv2", 3504872},
       {"regnetx_600m", 6196040}, {"regnetx_3200m", 15296552}, {"mnasnet", 12469944}};
-  for (const auto& [name, count] : expected) {
+  for (const auto& entry : expected) {
+    const auto& name = entry.first;
+    const auto& count = entry.second;
     auto net = create_net(name);
     CHECK_MESSAGE(net->num_parameters() == count, name << ": " << net->num_parameters());
     CHECK(net->model_name() == name);
@@ -115,7 +117,9 @@ TEST_CASE("standard CNNs run forward and backward at 224x224") {
     REQUIRE(logits.shape() == Shape{1, 1000});
     CHECK_MESSAGE(all_finite(logits), name << ": non-finite logits");
     bool grads_ok = true;
-    for (auto& [param_name, param] : net->named_parameters()) {
+    for (auto& entry : net->named_parameters()) {
+      const std::string& param_name = entry.first;
+      auto& param = entry.second;
       const bool ok = param.grad().defined() && all_finite(param.grad());
       CHECK_MESSAGE(ok, name << ": gradient of " << param_name << " missing or not finite");
       grads_ok = grads_ok && ok;
@@ -249,14 +253,14 @@ TEST_CASE("BatchNorm folding: every BatchNorm merges into its conv, logits stay 
     net->load_state_dict(load_checkpoint(kModels + fixture + "/model.safetensors"), true, fixture);
     net->eval();
     int64_t batch_norms = 0;
-    for (auto& [name, module] : net->named_modules())
-      batch_norms += dynamic_cast<BatchNorm2d*>(module) != nullptr;
+    for (auto& entry : net->named_modules())
+      batch_norms += dynamic_cast<BatchNorm2d*>(entry.second) != nullptr;
     const int64_t params_before = net->num_parameters();
 
     REQUIRE(fold_batch_norms(*net) == batch_norms);
     CHECK(batch_norms > 0);
-    for (auto& [name, module] : net->named_modules())
-      if (auto* bn = dynamic_cast<BatchNorm2d*>(module)) CHECK_MESSAGE(bn->folded, name);
+    for (auto& entry : net->named_modules())
+      if (auto* bn = dynamic_cast<BatchNorm2d*>(entry.second)) CHECK_MESSAGE(bn->folded, entry.first);
     CHECK(net->num_parameters() >= params_before);  // convs without bias gained one
 
     const TensorMap golden = load_safetensors(kModels + fixture + "/golden.safetensors");

@@ -180,7 +180,9 @@ TEST_CASE("standard ViT/DeiT/Swin configurations have timm's parameter counts") 
       {"vit_small", 22050664},  {"vit_base", 86567656},  {"deit_tiny", 5717416},
       {"deit_small", 22050664}, {"deit_base", 86567656}, {"swin_tiny", 28288354},
       {"swin_small", 49606258}, {"swin_base", 87768224}};
-  for (const auto& [name, count] : expected) {
+  for (const auto& entry : expected) {
+    const auto& name = entry.first;
+    const auto& count = entry.second;
     auto net = create_net(name);
     CHECK_MESSAGE(net->num_parameters() == count, name);
     CHECK(net->num_classes() == 1000);
@@ -236,7 +238,9 @@ static void check_forward_backward_224(const std::string& name) {
   CHECK_MESSAGE(std::isfinite(max_abs(values)), name << " logits not finite");
   CHECK(max_abs(values) > 0.0);
   // Every parameter takes part in the logits.
-  for (auto& [pname, p] : net->named_parameters()) {
+  for (auto& entry : net->named_parameters()) {
+    const std::string& pname = entry.first;
+    auto& p = entry.second;
     REQUIRE_MESSAGE(p.grad().defined(), name << ": no gradient for " << pname);
     double g = max_abs(p.grad().to_vector());
     CHECK_MESSAGE((std::isfinite(g) && g > 0.0),

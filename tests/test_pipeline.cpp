@@ -277,8 +277,8 @@ TEST_CASE("every baseline method runs with its own grouping, rtn is the initiali
 
 TEST_CASE("mixed precision: packs at mid or high bits, boundary at high, within budget") {
   const std::map<int, std::pair<int, int>> choices = {{3, {3, 4}}, {4, {4, 6}}};
-  for (const auto& [bits, mid_high] : choices) {
-    const auto [mid, high] = mid_high;
+  for (const auto& choice : choices) {
+    const int bits = choice.first, mid = choice.second.first, high = choice.second.second;
     INFO("W" << bits << "A" << bits);
     RunConfig rc;
     rc.bits = bits;
@@ -429,8 +429,9 @@ TEST_CASE("a tampered quantized model is refused with the file and the problem")
       {"layer1.0.conv1.weight_codes holds",
        [](TensorMap&, nlohmann::json& m) { m["quant"]["layers"][1]["weight_bits"] = 2; }},
   };
-  for (const auto& [expected, change] : cases) {
-    const std::string message = refused(change);
+  for (const auto& item : cases) {
+    const auto& expected = item.first;
+    const std::string message = refused(item.second);
     CHECK_MESSAGE(message.find(expected) != std::string::npos,
                   message << " (expected: " << expected << ")");
   }

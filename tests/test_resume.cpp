@@ -99,7 +99,9 @@ std::string only_file(const fs::path& folder) {
 void check_same_model(const std::string& a, const std::string& b) {
   const TensorMap ta = load_safetensors(a), tb = load_safetensors(b);
   REQUIRE(ta.size() == tb.size());
-  for (const auto& [name, tensor] : ta) {
+  for (const auto& entry : ta) {
+    const std::string& name = entry.first;
+    const Tensor& tensor = entry.second;
     CAPTURE(name);
     REQUIRE(tb.count(name));
     const Tensor& other = tb.at(name);
