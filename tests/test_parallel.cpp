@@ -16,7 +16,7 @@ TEST_CASE("run_on_threads runs each task once on its own thread, kernels inside 
   const int previous = num_threads();
   set_num_threads(2);
   std::vector<int> runs(2, 0), inner_threads(2, 0), thread_ids(2, -1);
-  std::vector<bool> inside(2, false);
+  std::vector<int> inside(2, 0);  // not vector<bool>: its bits share words
   run_on_threads(2, [&](int64_t i) {
     ++runs[i];
     inner_threads[i] = num_threads();
@@ -26,7 +26,7 @@ TEST_CASE("run_on_threads runs each task once on its own thread, kernels inside 
   CHECK(runs == std::vector<int>{1, 1});
   CHECK(inner_threads == std::vector<int>{1, 1});
   CHECK(std::set<int>(thread_ids.begin(), thread_ids.end()).size() == 2);
-  CHECK(inside == std::vector<bool>{true, true});
+  CHECK(inside == std::vector<int>{1, 1});
   CHECK(num_threads() == 2);  // the caller's thread count is untouched
 
   // One task runs on the calling thread, outside any parallel region.

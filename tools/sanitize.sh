@@ -33,7 +33,7 @@ case "$mode" in
     [ -f "$archer" ] || { echo "sanitize: $archer missing (apt-get install libomp-14-dev)" >&2; exit 1; }
     flags=(-DPACKPTQ_TSAN=ON -DCMAKE_CXX_COMPILER=clang++ -DPACKPTQ_ONNX=OFF)
     export OMP_TOOL_LIBRARIES="$archer"
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4"
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$PWD/tools/tsan.supp"
     # The end-to-end runs of whole fixtures, the 224 px nets and the browser.
     exclude="$exclude|report: |test_nets_.*224 px|test_quantize_cli|test_quantize_api|test_default_run|test_reproducible|test_resume|test_analysis|test_report"
     ;;
