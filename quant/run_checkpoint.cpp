@@ -94,9 +94,9 @@ void fnv(uint64_t& h, const void* data, size_t bytes) {
 
 }  // namespace
 
-uint64_t net_fingerprint(const Net& net) {
+uint64_t tensors_fingerprint(const TensorMap& tensors) {
   uint64_t h = 1469598103934665603ull;
-  for (const auto& [name, tensor] : net.state_dict()) {
+  for (const auto& [name, tensor] : tensors) {
     fnv(h, name.data(), name.size());
     fnv(h, tensor.shape().data(), tensor.shape().size() * sizeof(int64_t));
     const Tensor cpu = tensor.to(Device::CPU);
@@ -104,6 +104,8 @@ uint64_t net_fingerprint(const Net& net) {
   }
   return h;
 }
+
+uint64_t net_fingerprint(const Net& net) { return tensors_fingerprint(net.state_dict()); }
 
 void save_run_checkpoint(const std::string& path, const RunCheckpoint& checkpoint,
                          QuantModel& model) {

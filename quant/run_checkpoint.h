@@ -61,8 +61,10 @@ void restore_run_checkpoint(const std::string& path, QuantModel& model, Device d
 // ConfigError when there is none.
 std::string find_run_checkpoint(const std::string& path);
 
-// A hash of the net's parameters and buffers (names, shapes, values), to
-// tell that a resumed run loaded the same float weights.
+// A hash (FNV-1a) of tensors in name order: names, shapes and values.
+uint64_t tensors_fingerprint(const TensorMap& tensors);
+// tensors_fingerprint() of the net's parameters and buffers, to tell that a
+// resumed run loaded the same float weights.
 uint64_t net_fingerprint(const Net& net);
 
 }  // namespace pk

@@ -177,7 +177,6 @@ onnx::AttributeProto attr_string(const std::string& name, const std::string& val
 struct QuantParams {
   std::string scale, zero_point;
   int64_t channels = 1;
-  int bits = 8;
   int code_type = TensorProto::UINT8;
 };
 
@@ -186,7 +185,6 @@ QuantParams quant_params(GraphBuilder& g, const std::string& name, const Tensor&
   if (bits < 1 || bits > 8)
     fail(g.path(), name + ": " + std::to_string(bits) + "-bit quantization does not fit 8 bits");
   QuantParams q;
-  q.bits = bits;
   q.channels = scale.numel();
   const std::vector<float> z = zero_point.to_vector();
   bool unsigned_codes = true;
