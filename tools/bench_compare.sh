@@ -10,7 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-$(nproc)}"
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $threads"
-echo "== BLAS behind PyTorch: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)
+echo "== BLAS behind PyTorch: $blas"
+case "$blas" in
+  *openblas*) ;;
+  *)
+    echo "bench_compare: PyTorch would run its GEMMs on $blas, not OpenBLAS: a peer 40x too slow." >&2
+    echo "  Install it (apt-get install libopenblas0-pthread) or select it with" >&2
+    echo "  update-alternatives --config libblas.so.3-x86_64-linux-gnu, then rerun." >&2
+    exit 1
+    ;;
+esac
 echo "== packptq"
 OMP_WAIT_POLICY=passive build/tools/bench_kernels --threads "$threads"
 echo "== PyTorch"

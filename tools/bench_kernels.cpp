@@ -1,9 +1,12 @@
-// Kernel throughput benchmark (not a test): GEMM and conv2d forward/backward
-// GFLOP/s of the CPU backend on ResNet-18-like shapes, from the median wall
-// time over a few repetitions after one warm-up run.
+// Kernel throughput benchmark (not a test): the machine's peak (a loop of
+// independent fused multiply-adds), then GEMM and conv2d forward/backward
+// GFLOP/s of the CPU backend on ResNet-18-like shapes with their share of
+// that peak, from the median wall time over a few repetitions after one
+// warm-up run. The kernels are built for AVX2 + FMA, so their share is of
+// the AVX2 peak; the AVX-512 peak is printed where the CPU has it.
 //
 // Usage: bench_kernels [--threads N] [--quick]
-//   --threads N  OpenMP (and so Eigen) thread count; default: OpenMP's.
+//   --threads N  OpenMP thread count; default: OpenMP's.
 //   --quick      batch 4 instead of 16 and fewer repetitions.
 #include <omp.h>
 
@@ -17,9 +20,86 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/kernels.h"
 
 namespace {
+
+// Peak float32 FLOP/s with the widest registers of an instruction set: every
+// thread runs independent FMA chains, more than two FMA ports times a
+// 4-cycle latency keep busy, and few enough to stay in registers (16 ymm,
+// 32 zmm), nothing else.
+constexpr int kChainsAvx2 = 12, kChainsAvx512 = 24;
+constexpr int64_t kPeakIterations = 50'000'000;
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iterations, float seed) {
+  __m512 acc[kChainsAvx512];
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(seed * 1e-7f);
+  for (__m512& x : acc) x = _mm512_set1_ps(seed);
+  for (int64_t i = 0; i < iterations; ++i)
+#pragma GCC unroll 32
+    for (__m512& x : acc) x = _mm512_fmadd_ps(x, a, b);
+  alignas(64) float lanes[16];
+  float sum = 0.0f;
+  for (__m512& x : acc) {
+    _mm512_store_ps(lanes, x);
+    for (float v : lanes) sum += v;
+  }
+  return sum;
+}
+
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations, float seed) {
+  __m256 acc[kChainsAvx2];
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(seed * 1e-7f);
+  for (__m256& x : acc) x = _mm256_set1_ps(seed);
+  for (int64_t i = 0; i < iterations; ++i)
+#pragma GCC unroll 32
+    for (__m256& x : acc) x = _mm256_fmadd_ps(x, a, b);
+  alignas(32) float lanes[8];
+  float sum = 0.0f;
+  for (__m256& x : acc) {
+    _mm256_store_ps(lanes, x);
+    for (float v : lanes) sum += v;
+  }
+  return sum;
+}
+#endif
+
+volatile float g_sink;  // keeps the loops' results alive
+
+// GFLOP/s of the FMA loop with vectors of `width` floats on all threads.
+double peak_gflops(int width) {
+#if defined(__x86_64__)
+  const auto start = std::chrono::steady_clock::now();
+  int threads = 1;
+#pragma omp parallel
+  {
+#pragma omp single
+    threads = omp_get_num_threads();
+    const float seed = 1.0f + omp_get_thread_num();
+    g_sink = width == 16 ? fma_chains_avx512(kPeakIterations, seed) : fma_chains_avx2(kPeakIterations, seed);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int chains = width == 16 ? kChainsAvx512 : kChainsAvx2;
+  return 2.0 * width * chains * kPeakIterations * threads / seconds * 1e-9;
+#else
+  (void)width;
+  return 0.0;
+#endif
+}
+
+double g_peak = 0.0;  // AVX2 + FMA, what the kernels are built for
+
+std::string share_of_peak(double gflops) {
+  if (g_peak <= 0.0) return "";
+  char text[32];
+  std::snprintf(text, sizeof text, " (%3.0f%%)", 100.0 * gflops / g_peak);
+  return text;
+}
 
 std::vector<float> random_buffer(int64_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -46,8 +126,9 @@ void bench_gemm(const char* label, int64_t M, int64_t N, int64_t K, int reps, st
   double s = median_seconds(reps, [&] {
     pk::cpu::gemm(false, false, M, N, K, 1.0f, a.data(), b.data(), 0.0f, c.data(), 1, 0, 0, 0);
   });
-  std::printf("  %-34s %5ldx%5ldx%5ld  %8.2f ms  %7.1f GFLOP/s\n", label, static_cast<long>(M),
-              static_cast<long>(N), static_cast<long>(K), s * 1e3, 2.0 * M * N * K / s * 1e-9);
+  const double gflops = 2.0 * M * N * K / s * 1e-9;
+  std::printf("  %-34s %5ldx%5ldx%5ld  %8.2f ms  %7.1f GFLOP/s%s\n", label, static_cast<long>(M),
+              static_cast<long>(N), static_cast<long>(K), s * 1e3, gflops, share_of_peak(gflops).c_str());
 }
 
 void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, int64_t k,
@@ -67,8 +148,10 @@ void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, 
   double fwd = median_seconds(reps, [&] { pk::cpu::conv2d_forward(g, x.data(), w.data(), bias.data(), y.data()); });
   double bwd_data = median_seconds(reps, [&] { pk::cpu::conv2d_backward_data(g, dy.data(), w.data(), dx.data()); });
   double bwd_weight = median_seconds(reps, [&] { pk::cpu::conv2d_backward_weight(g, x.data(), dy.data(), dw.data()); });
-  std::printf("  %-34s %8.2f ms %6.1f | %8.2f ms %6.1f | %8.2f ms %6.1f\n", label, fwd * 1e3,
-              gflop / fwd, bwd_data * 1e3, gflop / bwd_data, bwd_weight * 1e3, gflop / bwd_weight);
+  std::printf("  %-34s %8.2f ms %6.1f%s | %8.2f ms %6.1f%s | %8.2f ms %6.1f%s\n", label,
+              fwd * 1e3, gflop / fwd, share_of_peak(gflop / fwd).c_str(), bwd_data * 1e3,
+              gflop / bwd_data, share_of_peak(gflop / bwd_data).c_str(), bwd_weight * 1e3,
+              gflop / bwd_weight, share_of_peak(gflop / bwd_weight).c_str());
 }
 
 [[noreturn]] void usage(const char* argv0) {
@@ -95,6 +178,14 @@ int main(int argc, char** argv) {
   const int64_t batch = quick ? 4 : 16;
   std::mt19937 rng(1);
   std::printf("threads %d, %d repetitions (median)\n", omp_get_max_threads(), reps);
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    g_peak = peak_gflops(8);
+    std::printf("peak (FMA loop, AVX2): %.1f GFLOP/s\n", g_peak);
+  }
+  if (__builtin_cpu_supports("avx512f"))
+    std::printf("peak (FMA loop, AVX-512): %.1f GFLOP/s\n", peak_gflops(16));
+#endif
 
   std::printf("GEMM (row-major C = A B)               M x    N x    K\n");
   bench_gemm("square 512", 512, 512, 512, reps, rng);
