@@ -120,15 +120,14 @@ Agreement compare(const Tensor& packptq, const Tensor& runtime, const std::vecto
   return result;
 }
 
-// The fashion32 validation images with the net's preprocessing, and labels.
+// The validation images of `dataset` with the net's preprocessing, and labels.
 struct ValidationSet {
   Tensor images;
   std::vector<int64_t> labels;
 };
 
-ValidationSet validation_set(const Net& net) {
-  const data::ImageFolder folder =
-      data::scan_image_folder((testing::fixtures_dir() / "fashion32").string(), "val");
+ValidationSet validation_set(const Net& net, const std::string& dataset) {
+  const data::ImageFolder folder = data::scan_image_folder(dataset, "val");
   data::Batch batch = data::load_batch(folder.samples, 0, folder.samples.size(),
                                        data::preprocess_config(net.preprocess()));
   ValidationSet set{batch.images, {}};
@@ -170,7 +169,7 @@ Agreement check_quantized_export(const QuantizeConfig& config, const std::string
   const double eval_top1 = evaluate_model(eval).accuracy.top1;
 
   LoadedQuantModel loaded = load_quantized_model(result.trained_model_path);
-  const ValidationSet val = validation_set(*loaded.net);
+  const ValidationSet val = validation_set(*loaded.net, run.dataset_path);
   const Tensor ours = packptq_logits(*loaded.net, val.images, run.batch_size);
   const Agreement agreement = compare(ours, runtime_logits(onnx, val.images, dir), val.labels);
   MESSAGE(label << ": packptq eval top-1 " << eval_top1 << ", ONNX Runtime top-1 "
@@ -341,7 +340,7 @@ TEST_CASE("a quantized export holds codes, QDQ pairs with the engine's ranges an
 
   // The unchanged export agrees; one zero point or one weight code off does not.
   LoadedQuantModel loaded = load_quantized_model(result.trained_model_path);
-  const ValidationSet val = validation_set(*loaded.net);
+  const ValidationSet val = validation_set(*loaded.net, config.dataset_path);
   const Tensor ours = packptq_logits(*loaded.net, val.images, config.batch_size);
   CHECK(compare(ours, runtime_logits(onnx, val.images, dir), val.labels).holds_exactly());
 

@@ -10,6 +10,7 @@
 #include "engine/parallel.h"
 #include "kernels/kernels.h"
 #include "quant/model_io.h"
+#include "tests/fixture_runs.h"
 #include "tests/testing.h"
 #include "tools/cli/commands.h"
 #include "tools/data/dataset.h"
@@ -33,7 +34,7 @@ const fs::path& dataset() {
   static bool made = false;
   if (!made) {
     link_image_subset(kFashion, dir.path, "train", 40);
-    link_image_subset(kFashion, dir.path, "val", 20);
+    link_image_subset(kFashion, dir.path, "val", testing::whole_run_val_per_class(20));
     made = true;
   }
   return dir.path;

@@ -35,7 +35,7 @@ QuantizeConfig fixture_config(const fs::path& output_dir, int64_t iterations) {
 std::vector<std::string> fixture_args(const fs::path& output_dir, int64_t iterations) {
   return {PACKPTQ_BINARY, "quantize", "--model_name", "resnet18", "--model_config",
           (kModel / "config.json").string(), "--weights", (kModel / "model.safetensors").string(),
-          "--dataset_path", (testing::fixtures_dir() / "fashion32").string(), "--weight_bits",
+          "--dataset_path", testing::whole_run_dataset().string(), "--weight_bits",
           "4", "--activation_bits", "4", "--weight_channel_wise", "--calibration_samples", "64",
           "--calibration_iterations", std::to_string(iterations), "--analysis_images", "0",
           "--threads", "2", "--output_dir", output_dir.string()};

@@ -13,8 +13,12 @@
 # (it links an uninstrumented application against the instrumented
 # libraries) and, under TSan, the ONNX export tests' runtime (node) and
 # the report's browser, which are other programs. Under TSan the quick
-# suite runs (the end-to-end cases take hours at TSan's 5-15x slowdown);
-# PACKPTQ_SANITIZE_FILTER=REGEX narrows either run further.
+# suite runs (the end-to-end cases take hours at TSan's 5-15x slowdown).
+# Under ASan, which slows the engine about 25-fold, the whole-run tests
+# evaluate on 10 val images per class (PACKPTQ_TEST_VAL_PER_CLASS, see
+# tests/fixture_runs.h): the models they check are the same, only the
+# accuracies come from fewer images. PACKPTQ_SANITIZE_FILTER=REGEX narrows
+# either run further.
 # Exit status: CTest's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +30,7 @@ case "$mode" in
     flags=(-DPACKPTQ_SANITIZE=ON -DCMAKE_CXX_COMPILER=g++)
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    export PACKPTQ_TEST_VAL_PER_CLASS="${PACKPTQ_TEST_VAL_PER_CLASS:-10}"
     ;;
   thread)
     build=build-tsan
