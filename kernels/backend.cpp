@@ -37,13 +37,14 @@ bool cuda_backend_built() {
 std::string kernel_path(Device device) {
   if (device == Device::CUDA) return "cuda";
 #if defined(__AVX2__) && defined(__FMA__)
-  const char* isa = "x86-64 AVX2+FMA";
+  const char* baseline = "x86-64 AVX2+FMA";
 #elif defined(__x86_64__)
-  const char* isa = "x86-64 SSE2";
+  const char* baseline = "x86-64 SSE2";
 #else
-  const char* isa = "portable";
+  const char* baseline = "portable";
 #endif
-  return std::string(isa) + ", " + cpu::gemm_blocking();
+  const std::string isa = cpu_isa() == "avx512" ? "x86-64 AVX-512" : baseline;
+  return isa + ", " + cpu::gemm_summation_order();
 }
 
 const Backend& backend(Device device) {

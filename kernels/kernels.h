@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace pk {
 
@@ -198,8 +199,9 @@ struct Backend {
 
 namespace cpu {
 PK_KERNELS(PK_DECLARE_KERNEL)
-// The cache sizes the GEMM blocking is computed from, as text.
-std::string gemm_blocking();
+// What fixes the order of the GEMM's sums on the path in use, as text: the
+// cache sizes Eigen's blocking is computed from, or the AVX-512 tiles.
+std::string gemm_summation_order();
 }
 
 // The backend for a device; throws if that backend was not built or has no
@@ -210,9 +212,19 @@ const char* device_name(Device device);
 // Whether this build has the CUDA backend (a GPU may still be missing).
 bool cuda_backend_built();
 // The code path a device's kernels take, as runs record it: for the CPU the
-// instruction set the kernels were compiled for ("x86-64 AVX2+FMA") and the
-// fixed GEMM blocking (kernels/cpu/gemm.cpp); "cuda" for the GPU. The same
-// path, thread count and flags give the same model on any machine.
+// instruction set in use and how its GEMM fixes the order of sums
+// ("x86-64 AVX2+FMA, GEMM blocking for ..." or "x86-64 AVX-512, GEMM tiles
+// 14x32 summed in depth blocks of 256"); "cuda" for the GPU. The same path,
+// thread count and flags give the same model on any machine.
 std::string kernel_path(Device device);
+
+// The CPU kernels' instruction sets: those this machine and build run
+// ("avx2", and "avx512" where the CPU and OS support it), the one in use
+// (chosen at the first kernel call: the environment's PACKPTQ_CPU_ISA, else
+// the fastest measured for this CPU), and a way to force one. A name this
+// machine does not run throws std::invalid_argument.
+std::vector<std::string> cpu_isas();
+std::string cpu_isa();
+void set_cpu_isa(const std::string& name);
 
 }  // namespace pk

@@ -287,6 +287,12 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
       throw ConfigError("--weights " + config.weights + " (with --model_config '" +
                         config.model_config + "') holds other weights than the interrupted run's (" +
                         resume->path + ")");
+    const std::string path_now = kernel_path(config.device);
+    if (!resume->checkpoint.kernel_path.empty() && resume->checkpoint.kernel_path != path_now)
+      throw ConfigError("the interrupted run (" + resume->path + ") ran on the kernel path '" +
+                        resume->checkpoint.kernel_path + "', this process runs '" + path_now +
+                        "': resume where that path runs (PACKPTQ_CPU_ISA chooses the CPU's), "
+                        "or start a new run");
     restore_run_checkpoint(resume->path, model, config.device);
   }
   result.started_at = resume ? resume->checkpoint.started_at : start_timestamp();
@@ -361,7 +367,8 @@ QuantizeResult run(QuantizeConfig config, const RunObserver& observe,
     // After each reconstruction target: the checkpoint to resume from.
     auto save_checkpoint = [&](const RunEvent& event) {
       RunCheckpoint checkpoint{config_to_json(config), result.started_at, result.inited_model_path,
-                               gen.state(), weights_fingerprint, *event.pipeline};
+                               gen.state(), weights_fingerprint, kernel_path(config.device),
+                               *event.pipeline};
       save_run_checkpoint(checkpoint_path, checkpoint, *event.model);
       targets_done = event.target_index + 1;
       log_line("checkpoint after " + std::to_string(targets_done) + "/" +

@@ -133,6 +133,7 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& checkpoin
                          {"inited_model_path", checkpoint.inited_model_path},
                          {"generator_state", checkpoint.generator_state},
                          {"weights_fingerprint", checkpoint.weights_fingerprint},
+                         {"kernel_path", checkpoint.kernel_path},
                          {"layers", layers},
                          {"pipeline", pipeline_to_json(checkpoint.pipeline)}};
   // The folder is not created again: a run whose output folder disappeared
@@ -154,6 +155,7 @@ RunCheckpoint read_run_checkpoint(const std::string& path) {
     c.inited_model_path = j.at("inited_model_path");
     c.generator_state = j.at("generator_state");
     c.weights_fingerprint = j.at("weights_fingerprint");
+    c.kernel_path = j.value("kernel_path", "");
     c.pipeline = pipeline_from_json(j.at("pipeline"));
     return c;
   } catch (const json::exception& e) {

@@ -37,6 +37,9 @@ struct RunCheckpoint {
   std::string inited_model_path;
   std::string generator_state;  // Generator::state() after the last finished target
   uint64_t weights_fingerprint = 0;  // net_fingerprint() of the float net
+  // kernel_path() of the run: another path sums in another order. Empty in
+  // checkpoints written before it was recorded.
+  std::string kernel_path;
   PipelineReport pipeline;  // everything up to the last finished target
 };
 

@@ -1,8 +1,12 @@
 // matmul and linear: forward against triple loops in double, backward against
 // finite differences on small shapes and against the gradient formulas
 // (dA = dC B^T, dB = A^T dC) on shapes large enough for the parallel paths.
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
+#include "engine/parallel.h"
+#include "kernels/kernels.h"
 #include "tests/testing.h"
 
 using namespace pk;
@@ -175,4 +179,81 @@ TEST_CASE("linear on a large input against the gradient formulas") {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < out; ++o) db[o] += vg[r * out + o];
   expect_close(bias.grad(), db, 1e-4, 1e-4, "db");
+}
+
+TEST_CASE("the GEMM of every CPU instruction set: transposes, alpha and beta, tile and depth edges") {
+  const std::string in_use = cpu_isa();
+  Generator gen(6);
+  struct Case {
+    int64_t M, N, K;
+  };
+  // Register tile edges (14x32 and Eigen's), several depth blocks of 256,
+  // panels of 512 columns and 224 rows, products large enough for threads.
+  const Case cases[] = {{1, 1, 1},     {13, 31, 7},  {14, 32, 256},   {15, 33, 257},
+                        {29, 70, 600}, {3, 530, 40}, {130, 600, 90}, {300, 530, 520}};
+  struct Scale {
+    float alpha, beta;
+  };
+  for (const std::string& isa : cpu_isas()) {
+    CAPTURE(isa);
+    set_cpu_isa(isa);
+    for (const Case& c : cases)
+      for (int t = 0; t < 4; ++t)
+        for (const Scale& s : {Scale{1.0f, 0.0f}, Scale{0.5f, 1.0f}, Scale{-2.0f, 0.25f}}) {
+          const bool ta = t & 1, tb = t & 2;
+          CAPTURE(c.M);
+          CAPTURE(c.N);
+          CAPTURE(c.K);
+          CAPTURE(ta);
+          CAPTURE(tb);
+          CAPTURE(s.alpha);
+          const std::vector<float> a = gen.uniform_tensor({c.M * c.K}, -1, 1).to_vector();
+          const std::vector<float> b = gen.uniform_tensor({c.K * c.N}, -1, 1).to_vector();
+          std::vector<float> out = gen.uniform_tensor({c.M * c.N}, -1, 1).to_vector();
+          std::vector<double> expected = matmul_ref(a, b, 1, c.M, c.K, c.N, 0, 0, ta, tb);
+          for (size_t i = 0; i < expected.size(); ++i)
+            expected[i] = s.alpha * expected[i] + (s.beta == 0.0f ? 0.0 : s.beta * out[i]);
+          // beta 0 overwrites C, whatever it held.
+          if (s.beta == 0.0f) std::fill(out.begin(), out.end(), NAN);
+          cpu::gemm(ta, tb, c.M, c.N, c.K, s.alpha, a.data(), b.data(), s.beta, out.data(), 1, 0,
+                    0, 0);
+          expect_close(out, expected, 2e-4, 1e-4);
+        }
+  }
+  set_cpu_isa(in_use);
+}
+
+// Eigen's blocking depends on the thread count; the AVX-512 tiles' does not.
+TEST_CASE("the AVX-512 GEMM gives the same bits on 1 and 2 threads") {
+  const std::vector<std::string> isas = cpu_isas();
+  if (std::find(isas.begin(), isas.end(), "avx512") == isas.end()) {
+    MESSAGE("this CPU has no AVX-512: nothing to check");
+    return;
+  }
+  const std::string in_use = cpu_isa();
+  const int threads = num_threads();
+  set_cpu_isa("avx512");
+  Generator gen(7);
+  const int64_t M = 200, N = 700, K = 600;
+  const std::vector<float> a = gen.uniform_tensor({M * K}, -1, 1).to_vector();
+  const std::vector<float> b = gen.uniform_tensor({K * N}, -1, 1).to_vector();
+  for (int t = 0; t < 4; ++t) {
+    CAPTURE(t);
+    std::vector<float> results[2];
+    for (int n : {1, 2}) {
+      set_num_threads(n);
+      results[n - 1].assign(M * N, 0.0f);
+      cpu::gemm(t & 1, t & 2, M, N, K, 1.0f, a.data(), b.data(), 0.0f, results[n - 1].data(), 1,
+                0, 0, 0);
+    }
+    CHECK(results[0] == results[1]);
+  }
+  set_num_threads(threads);
+  set_cpu_isa(in_use);
+}
+
+TEST_CASE("set_cpu_isa refuses an instruction set this machine does not run, naming those it does") {
+  const std::string message = error_message([] { set_cpu_isa("avx9000"); });
+  CHECK(message.find("'avx9000'") != std::string::npos);
+  CHECK(message.find(cpu_isas().front()) != std::string::npos);
 }

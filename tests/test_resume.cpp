@@ -15,6 +15,7 @@
 #include "engine/errors.h"
 #include "engine/interrupt.h"
 #include "engine/safetensors.h"
+#include "kernels/kernels.h"
 #include "quant/run.h"
 #include "tests/fixture_runs.h"
 #include "tests/testing.h"
@@ -230,6 +231,17 @@ TEST_CASE("resuming refuses a setting that would change the result, naming it") 
   CHECK(resume_with("weights", (kModel / "model.pth").string()).find("--weights") !=
         std::string::npos);
   CHECK(resume_with("threads", 1).find("--threads") != std::string::npos);
+  // Another instruction set sums in another order.
+  const std::string in_use = cpu_isa();
+  for (const std::string& isa : cpu_isas()) {
+    if (isa == in_use) continue;
+    set_cpu_isa(isa);
+    QuantizeConfig config;
+    config.resume = dir.path.string();
+    config.given = {"resume"};
+    CHECK_THROWS_WITH_AS(quantize(config), doctest::Contains("ran on the kernel path"), ConfigError);
+  }
+  set_cpu_isa(in_use);
   TempDir empty;
   QuantizeConfig nothing;
   nothing.resume = empty.path.string();

@@ -25,7 +25,11 @@ echo "== packptq"
 OMP_WAIT_POLICY=passive build/tools/bench_kernels --threads "$threads"
 echo "== PyTorch"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads"
-echo "== packptq reconstruction step"
-OMP_WAIT_POLICY=passive build/tools/bench_recon --threads "$threads"
+# Every instruction set this CPU runs (bench_kernels loops over them itself).
+isas=$(build/tools/packptq --version | sed -n 's/^cpu instruction sets: \(.*\) (in use.*/\1/p' | tr -d ,)
+for isa in $isas; do
+  echo "== packptq reconstruction step, PACKPTQ_CPU_ISA=$isa"
+  PACKPTQ_CPU_ISA=$isa OMP_WAIT_POLICY=passive build/tools/bench_recon --threads "$threads"
+done
 echo "== PyTorch reconstruction step"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads" --recon

@@ -2,12 +2,13 @@
 // independent fused multiply-adds), then GEMM and conv2d forward/backward
 // GFLOP/s of the CPU backend on ResNet-18-like shapes with their share of
 // that peak, from the median wall time over a few repetitions after one
-// warm-up run. The kernels are built for AVX2 + FMA, so their share is of
-// the AVX2 peak; the AVX-512 peak is printed where the CPU has it.
+// warm-up run. The kernels run once per instruction set this CPU runs
+// (cpu_isas()), each figure with its share of that set's peak.
 //
-// Usage: bench_kernels [--threads N] [--quick]
+// Usage: bench_kernels [--threads N] [--quick] [--isa NAME]
 //   --threads N  OpenMP thread count; default: OpenMP's.
 //   --quick      batch 4 instead of 16 and fewer repetitions.
+//   --isa NAME   only this instruction set (avx2, avx512).
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <random>
 #include <string>
@@ -88,7 +90,7 @@ double peak_gflops(int width) {
 #endif
 }
 
-double g_peak = 0.0;  // AVX2 + FMA, what the kernels are built for
+double g_peak = 0.0;  // of the instruction set being measured
 
 std::string share_of_peak(double gflops) {
   if (g_peak <= 0.0) return "";
@@ -151,7 +153,7 @@ void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, 
 }
 
 [[noreturn]] void usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--threads N] [--quick]\n", argv0);
+  std::fprintf(stderr, "usage: %s [--threads N] [--quick] [--isa NAME]\n", argv0);
   std::exit(2);
 }
 
@@ -159,9 +161,12 @@ void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, 
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::vector<std::string> isas = pk::cpu_isas();
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+      isas = {argv[++i]};
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       int threads = std::atoi(argv[++i]);
       if (threads < 1) usage(argv[0]);
@@ -174,24 +179,38 @@ int main(int argc, char** argv) {
   const int64_t batch = quick ? 4 : 16;
   std::mt19937 rng(1);
   std::printf("threads %d, %d repetitions (median)\n", omp_get_max_threads(), reps);
+  double peak_avx2 = 0.0, peak_avx512 = 0.0;
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    g_peak = peak_gflops(8);
-    std::printf("peak (FMA loop, AVX2): %.1f GFLOP/s\n", g_peak);
+    peak_avx2 = peak_gflops(8);
+    std::printf("peak (FMA loop, AVX2): %.1f GFLOP/s\n", peak_avx2);
   }
-  if (__builtin_cpu_supports("avx512f"))
-    std::printf("peak (FMA loop, AVX-512): %.1f GFLOP/s\n", peak_gflops(16));
+  if (__builtin_cpu_supports("avx512f")) {
+    peak_avx512 = peak_gflops(16);
+    std::printf("peak (FMA loop, AVX-512): %.1f GFLOP/s\n", peak_avx512);
+  }
 #endif
 
-  std::printf("GEMM (row-major C = A B)               M x    N x    K\n");
-  bench_gemm("square 512", 512, 512, 512, reps, rng);
-  bench_gemm("square 1024", 1024, 1024, 1024, reps, rng);
-  bench_gemm("resnet18 layer1 conv as GEMM", 64, 3136, 576, reps, rng);
+  for (const std::string& isa : isas) {
+    try {
+      pk::set_cpu_isa(isa);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+      return 2;
+    }
+    g_peak = isa == "avx512" ? peak_avx512 : isa == "avx2" ? peak_avx2 : 0.0;
+    std::printf("\nkernels: %s (shares of the %s peak)\n", pk::kernel_path(pk::Device::CPU).c_str(),
+                isa.c_str());
+    std::printf("GEMM (row-major C = A B)               M x    N x    K\n");
+    bench_gemm("square 512", 512, 512, 512, reps, rng);
+    bench_gemm("square 1024", 1024, 1024, 1024, reps, rng);
+    bench_gemm("resnet18 layer1 conv as GEMM", 64, 3136, 576, reps, rng);
 
-  std::printf("conv2d, batch %ld                      forward GFLOP/s | backward data  | backward weight\n",
-              static_cast<long>(batch));
-  bench_conv("64->64 3x3 at 56x56", batch, 64, 56, 64, 3, 1, 1, reps, rng);
-  bench_conv("128->128 3x3 at 28x28", batch, 128, 28, 128, 3, 1, 1, reps, rng);
-  bench_conv("depthwise 32ch 3x3 at 112x112", batch, 32, 112, 32, 3, 1, 32, reps, rng);
+    std::printf("conv2d, batch %ld                      forward GFLOP/s | backward data  | backward weight\n",
+                static_cast<long>(batch));
+    bench_conv("64->64 3x3 at 56x56", batch, 64, 56, 64, 3, 1, 1, reps, rng);
+    bench_conv("128->128 3x3 at 28x28", batch, 128, 28, 128, 3, 1, 1, reps, rng);
+    bench_conv("depthwise 32ch 3x3 at 112x112", batch, 32, 112, 32, 3, 1, 32, reps, rng);
+  }
   return 0;
 }

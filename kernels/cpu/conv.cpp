@@ -18,10 +18,6 @@ namespace pk::cpu {
 
 namespace {
 
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMap = Eigen::Map<const RowMajor>;
-using Map = Eigen::Map<RowMajor>;
-
 // Output positions o in [lo, hi) whose input position o * stride + offset
 // lies inside [0, size): everything outside reads padding.
 struct ValidRange {
@@ -43,9 +39,9 @@ Scratch scratch(int64_t floats) { return Scratch(new float[static_cast<size_t>(f
 
 // How the (sample, group) jobs use the threads. With at least as many jobs
 // as threads, the jobs themselves run in parallel and each GEMM runs
-// single-threaded (Eigen stays sequential inside an active OpenMP region):
+// single-threaded (the GEMM stays sequential inside an active OpenMP region):
 // no GEMM synchronization, and im2col is parallel for free. With fewer jobs
-// (e.g. one sample), jobs run in turn and Eigen and im2col use all threads.
+// (e.g. one sample), jobs run in turn and the GEMM and im2col use all threads.
 enum class Schedule { Serial, ParallelJobs, ParallelInsideJobs };
 
 Schedule schedule_for(int64_t jobs, int64_t macs_per_job) {
@@ -201,8 +197,8 @@ void batched_forward(const ConvGeom& g, const GroupGemm& s, const float* x, cons
   const Scratch cols = scratch(s.K * NP), out = scratch(s.Og * NP);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     batched_im2col(g, s, grp, x, cols.get());
-    Map(out.get(), s.Og, NP).noalias() =
-        ConstMap(w + grp * s.Og * s.K, s.Og, s.K) * ConstMap(cols.get(), s.K, NP);
+    gemm(false, false, s.Og, NP, s.K, 1.0f, w + grp * s.Og * s.K, cols.get(), 0.0f, out.get(), 1,
+         0, 0, 0);
     for (int64_t o = 0; o < s.Og; ++o) {
       const float b = bias ? bias[grp * s.Og + o] : 0.0f;
       for (int64_t n = 0; n < g.N; ++n) {
@@ -220,8 +216,8 @@ void batched_backward_data(const ConvGeom& g, const GroupGemm& s, const float* d
   const Scratch dys = scratch(s.Og * NP), dcols = scratch(s.K * NP);
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     gather_outputs(g, s, grp, dy, dys.get());
-    Map(dcols.get(), s.K, NP).noalias() =
-        ConstMap(w + grp * s.Og * s.K, s.Og, s.K).transpose() * ConstMap(dys.get(), s.Og, NP);
+    gemm(true, false, s.K, NP, s.Og, 1.0f, w + grp * s.Og * s.K, dys.get(), 0.0f, dcols.get(), 1,
+         0, 0, 0);
 #pragma omp parallel for if (g.N * s.K * s.P >= kParallelMinMacs)
     for (int64_t n = 0; n < g.N; ++n)
       col2im(g, s.Cg, dcols.get() + n * s.P, NP, dx + (n * g.C + grp * s.Cg) * s.HW, false);
@@ -235,8 +231,8 @@ void batched_backward_weight(const ConvGeom& g, const GroupGemm& s, const float*
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     batched_im2col(g, s, grp, x, cols.get());
     gather_outputs(g, s, grp, dy, dys.get());
-    Map(dw + grp * s.Og * s.K, s.Og, s.K).noalias() =
-        ConstMap(dys.get(), s.Og, NP) * ConstMap(cols.get(), s.K, NP).transpose();
+    gemm(false, true, s.Og, s.K, NP, 1.0f, dys.get(), cols.get(), 0.0f, dw + grp * s.Og * s.K, 1,
+         0, 0, 0);
   }
 }
 
@@ -360,15 +356,12 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
              const int64_t n = job / g.groups, grp = job % g.groups;
              const float* xg = x + (n * g.C + grp * s.Cg) * s.HW;
              if (!s.pointwise) im2col(g, s.Cg, xg, col, s.P, inner_parallel);
-             ConstMap cols(s.pointwise ? xg : col, s.K, s.P);
-             ConstMap wg(w + grp * s.Og * s.K, s.Og, s.K);
-             Map yg(y + (n * g.O + grp * s.Og) * s.P, s.Og, s.P);
-             if (bias) {
-               yg = Eigen::Map<const Eigen::VectorXf>(bias + grp * s.Og, s.Og).replicate(1, s.P);
-               yg.noalias() += wg * cols;
-             } else {
-               yg.noalias() = wg * cols;
-             }
+             float* yg = y + (n * g.O + grp * s.Og) * s.P;
+             if (bias)
+               for (int64_t o = 0; o < s.Og; ++o)
+                 std::fill(yg + o * s.P, yg + (o + 1) * s.P, bias[grp * s.Og + o]);
+             gemm(false, false, s.Og, s.P, s.K, 1.0f, w + grp * s.Og * s.K,
+                  s.pointwise ? xg : col, bias ? 1.0f : 0.0f, yg, 1, 0, 0, 0);
            });
 }
 
@@ -380,15 +373,11 @@ void conv2d_backward_data(const ConvGeom& g, const float* dy, const float* w, fl
   run_jobs(s.schedule, s.jobs, s.pointwise ? 0 : s.K * s.P,
            [&](int64_t job, float* col, int, bool inner_parallel) {
              const int64_t n = job / g.groups, grp = job % g.groups;
-             ConstMap wg(w + grp * s.Og * s.K, s.Og, s.K);
-             ConstMap dyg(dy + (n * g.O + grp * s.Og) * s.P, s.Og, s.P);
              float* dxg = dx + (n * g.C + grp * s.Cg) * s.HW;
-             if (s.pointwise) {
-               Map(dxg, s.K, s.P).noalias() = wg.transpose() * dyg;
-             } else {
-               Map(col, s.K, s.P).noalias() = wg.transpose() * dyg;
-               col2im(g, s.Cg, col, s.P, dxg, inner_parallel);
-             }
+             // 1x1: the input gradient is the column gradient itself.
+             gemm(true, false, s.K, s.P, s.Og, 1.0f, w + grp * s.Og * s.K,
+                  dy + (n * g.O + grp * s.Og) * s.P, 0.0f, s.pointwise ? dxg : col, 1, 0, 0, 0);
+             if (!s.pointwise) col2im(g, s.Cg, col, s.P, dxg, inner_parallel);
            });
 }
 
@@ -408,10 +397,9 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
              const int64_t n = job / g.groups, grp = job % g.groups;
              const float* xg = x + (n * g.C + grp * s.Cg) * s.HW;
              if (!s.pointwise) im2col(g, s.Cg, xg, col, s.P, inner_parallel);
-             ConstMap cols(s.pointwise ? xg : col, s.K, s.P);
-             ConstMap dyg(dy + (n * g.O + grp * s.Og) * s.P, s.Og, s.P);
              float* acc = thread == 0 ? dw : partial.data() + (thread - 1) * weight_size;
-             Map(acc + grp * s.Og * s.K, s.Og, s.K).noalias() += dyg * cols.transpose();
+             gemm(false, true, s.Og, s.K, s.P, 1.0f, dy + (n * g.O + grp * s.Og) * s.P,
+                  s.pointwise ? xg : col, 1.0f, acc + grp * s.Og * s.K, 1, 0, 0, 0);
            });
   Eigen::Map<Eigen::VectorXf> total(dw, weight_size);
   for (int64_t t = 0; t < copies; ++t)

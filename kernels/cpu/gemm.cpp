@@ -1,8 +1,11 @@
-// GEMM on Eigen. Row-major buffers are mapped as Eigen row-major matrices so
+// GEMM on the instruction set in use (kernels/cpu/isa.h): Eigen's for the
+// build's baseline (AVX2+FMA), gemm_avx512.cpp's tiles for AVX-512. Row-major buffers are mapped as Eigen row-major matrices so
 // that no data is copied; transposes are Eigen expressions.
 #include <Eigen/Core>
 #include <string>
 
+#include "kernels/cpu/gemm_avx512.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -46,9 +49,23 @@ void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
   else c.noalias() += alpha * (a.transpose() * b.transpose());
 }
 
+// One product on the path in use.
+void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+             const float* B, float beta, float* C) {
+#if defined(PACKPTQ_WITH_AVX512)
+  if (active_isa() == Isa::Avx512) return gemm_avx512(ta, tb, M, N, K, alpha, A, B, beta, C);
+#endif
+  gemm_one(ta, tb, M, N, K, alpha, A, B, beta, C);
+}
+
 }  // namespace
 
-std::string gemm_blocking() {
+std::string gemm_summation_order() {
+#if defined(PACKPTQ_WITH_AVX512)
+  if (active_isa() == Isa::Avx512)
+    return "GEMM tiles " + std::to_string(kGemmAvx512Rows) + "x" + std::to_string(kGemmAvx512Cols) +
+           " summed in depth blocks of " + std::to_string(kGemmAvx512Depth);
+#endif
   return "GEMM blocking for " + std::to_string(kL1 / 1024) + " KiB L1, " + std::to_string(kL2 / (1024 * 1024)) +
          " MiB L2, " + std::to_string(kL3 / (1024 * 1024)) + " MiB L3";
 }
@@ -57,15 +74,16 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* A, const float* B, float beta, float* C, int64_t batch, int64_t stride_a,
           int64_t stride_b, int64_t stride_c) {
   if (M == 0 || N == 0) return;
+  active_isa();  // a bad PACKPTQ_CPU_ISA throws here, not inside a parallel region
   if (batch == 1) {
-    gemm_one(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);  // Eigen parallelizes inside
+    product(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);  // parallel inside
     return;
   }
   // Many small products (attention heads): one per thread, each single-threaded.
 #pragma omp parallel for schedule(dynamic)
   for (int64_t i = 0; i < batch; ++i)
-    gemm_one(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, B + i * stride_b, beta,
-             C + i * stride_c);
+    product(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, B + i * stride_b, beta,
+            C + i * stride_c);
 }
 
 }  // namespace pk::cpu

@@ -1,0 +1,90 @@
+// Choosing the CPU kernels' instruction set at run time. The build targets
+// AVX2+FMA throughout; files compiled for wider sets (gemm_avx512.cpp) are
+// only called when this machine and its OS support them, so one binary runs
+// on any x86-64 with AVX2.
+//
+// The default is the widest supported set, except on AMD: Zen 4 executes
+// AVX-512 at AVX2's width, and there its tiles were no faster than Eigen's
+// AVX2 GEMM on every convolution direction (docs/PERFORMANCE.md). The two
+// paths sum in different orders, so PACKPTQ_CPU_ISA (or set_cpu_isa) names
+// one to reproduce a model made elsewhere.
+#include "kernels/cpu/isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace pk {
+
+namespace {
+
+#if defined(__AVX2__) && defined(__FMA__)
+constexpr const char* kBaselineName = "avx2";
+#elif defined(__x86_64__)
+constexpr const char* kBaselineName = "sse2";
+#else
+constexpr const char* kBaselineName = "portable";
+#endif
+
+bool machine_has_avx512() {
+#if defined(PACKPTQ_WITH_AVX512)
+  // libgcc's check includes the OS's support for the ZMM state (XGETBV).
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+cpu::Isa default_isa() {
+#if defined(PACKPTQ_WITH_AVX512)
+  if (machine_has_avx512() && !__builtin_cpu_is("amd")) return cpu::Isa::Avx512;
+#endif
+  return cpu::Isa::Baseline;
+}
+
+const char* isa_name(cpu::Isa isa) { return isa == cpu::Isa::Avx512 ? "avx512" : kBaselineName; }
+
+cpu::Isa parse_isa(const std::string& name, const char* source) {
+  for (const std::string& supported : cpu_isas())
+    if (name == supported) return name == "avx512" ? cpu::Isa::Avx512 : cpu::Isa::Baseline;
+  std::string names;
+  for (const std::string& supported : cpu_isas()) names += (names.empty() ? "" : ", ") + supported;
+  throw std::invalid_argument(std::string(source) + " names '" + name +
+                              "', which this CPU or build does not run (it runs: " + names + ")");
+}
+
+// -1 until first asked: then the environment's choice or the default.
+std::atomic<int> chosen_isa{-1};
+
+}  // namespace
+
+std::vector<std::string> cpu_isas() {
+  std::vector<std::string> names{kBaselineName};
+  if (machine_has_avx512()) names.push_back("avx512");
+  return names;
+}
+
+std::string cpu_isa() { return isa_name(cpu::active_isa()); }
+
+void set_cpu_isa(const std::string& name) {
+  chosen_isa = static_cast<int>(parse_isa(name, "set_cpu_isa"));
+}
+
+namespace cpu {
+
+Isa active_isa() {
+  int isa = chosen_isa.load(std::memory_order_relaxed);
+  if (isa >= 0) return static_cast<Isa>(isa);
+  const char* forced = std::getenv("PACKPTQ_CPU_ISA");
+  const Isa picked = forced && *forced ? parse_isa(forced, "PACKPTQ_CPU_ISA") : default_isa();
+  chosen_isa = static_cast<int>(picked);
+  return picked;
+}
+
+}  // namespace cpu
+
+}  // namespace pk

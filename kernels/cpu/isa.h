@@ -1,0 +1,14 @@
+// The instruction set the CPU kernels use, chosen once per process (see
+// cpu_isa() in kernels/kernels.h). Only the GEMM has a second path so far.
+#pragma once
+
+namespace pk::cpu {
+
+enum class Isa {
+  Baseline,  // what the whole build targets (AVX2+FMA on x86-64): Eigen's GEMM
+  Avx512,    // kernels/cpu/gemm_avx512.cpp
+};
+
+Isa active_isa();
+
+}  // namespace pk::cpu
