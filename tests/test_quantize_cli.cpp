@@ -151,7 +151,7 @@ TEST_CASE("quantize resnet18_w16: log, inited and trained models, report, eval -
     CHECK_MESSAGE(report.contains(field), "report lacks " << field);
   CHECK(report["method"] == "pack");
   CHECK(report["model_name"] == "resnet18");
-  CHECK(report["val_images"] == 200);
+  CHECK(report["val_images"] == 10 * testing::whole_run_val_per_class(20));
   CHECK(report["seed"] == 1005);
   CHECK(report["average_bits"].get<double>() == doctest::Approx(4.0));
   CHECK(report["fp32_top1"].get<double>() >= 80.0);
