@@ -17,8 +17,9 @@
 # Under ASan, which slows the engine about 25-fold, the whole-run tests
 # evaluate on 10 val images per class (PACKPTQ_TEST_VAL_PER_CLASS, see
 # tests/fixture_runs.h): the models they check are the same, only the
-# accuracies come from fewer images. PACKPTQ_SANITIZE_FILTER=REGEX narrows
-# either run further.
+# accuracies come from fewer images. The recorded model hashes belong to the
+# release flags, so test_reproducible repeats each run instead.
+# PACKPTQ_SANITIZE_FILTER=REGEX narrows either run further.
 # Exit status: CTest's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
