@@ -221,7 +221,7 @@ std::string kernel_path(Device device);
 // The CPU kernels' instruction sets: those this machine and build run
 // ("avx2", and "avx512" where the CPU and OS support it), the one in use
 // (chosen at the first kernel call: the environment's PACKPTQ_CPU_ISA, else
-// the fastest measured for this CPU), and a way to force one. A name this
+// the widest this CPU supports), and a way to force one. A name this
 // machine does not run throws std::invalid_argument.
 std::vector<std::string> cpu_isas();
 std::string cpu_isa();
