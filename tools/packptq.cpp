@@ -18,8 +18,6 @@
 #include "tools/cli/commands.h"
 
 int main(int argc, char** argv) {
-  if (argc == 1) return pk::cli::run_default(argc, argv);
-  const char* command = argv[1];
   // An instruction set forced through PACKPTQ_CPU_ISA that this CPU lacks.
   try {
     pk::cpu_isa();
@@ -27,10 +25,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "packptq: error: %s\n", e.what());
     return 2;
   }
+  if (argc == 1) return pk::cli::run_default(argc, argv);
+  const char* command = argv[1];
   if (std::strcmp(command, "--version") == 0) {
     std::string isas;
     for (const std::string& isa : pk::cpu_isas()) isas += (isas.empty() ? "" : ", ") + isa;
-    std::printf("packptq %s\ncpu kernels: %s\ncpu instruction sets: %s (in use: %s)\nbackends: cpu%s\nonnx export: %s\n",
+    std::printf("packptq %s\ncpu kernels: %s\ncpu instruction sets: %s (in use: %s)\n"
+                "backends: cpu%s\nonnx export: %s\n",
                 pk::packptq_version(), pk::kernel_path(pk::Device::CPU).c_str(), isas.c_str(),
                 pk::cpu_isa().c_str(),
                 !pk::cuda_backend_built()                ? " (cuda not built)"

@@ -1,6 +1,7 @@
 // GEMM on the instruction set in use (kernels/cpu/isa.h): Eigen's for the
-// build's baseline (AVX2+FMA), gemm_avx512.cpp's tiles for AVX-512. Row-major buffers are mapped as Eigen row-major matrices so
-// that no data is copied; transposes are Eigen expressions.
+// build's baseline (AVX2+FMA), gemm_avx512.cpp's tiles for AVX-512. Eigen
+// maps the row-major buffers as row-major matrices, so that no data is
+// copied; transposes are Eigen expressions.
 #include <Eigen/Core>
 #include <string>
 
