@@ -39,15 +39,21 @@ bool machine_has_avx512() {
 #endif
 }
 
-cpu::Isa default_isa() { return machine_has_avx512() ? cpu::Isa::Avx512 : cpu::Isa::Baseline; }
+// What this machine and build run, narrowest first.
+std::vector<cpu::Isa> available_isas() {
+  std::vector<cpu::Isa> isas{cpu::Isa::Baseline};
+  if (machine_has_avx512()) isas.push_back(cpu::Isa::Avx512);
+  return isas;
+}
 
 const char* isa_name(cpu::Isa isa) { return isa == cpu::Isa::Avx512 ? "avx512" : kBaselineName; }
 
 cpu::Isa parse_isa(const std::string& name, const char* source) {
-  for (const std::string& supported : cpu_isas())
-    if (name == supported) return name == "avx512" ? cpu::Isa::Avx512 : cpu::Isa::Baseline;
   std::string names;
-  for (const std::string& supported : cpu_isas()) names += (names.empty() ? "" : ", ") + supported;
+  for (cpu::Isa isa : available_isas()) {
+    if (name == isa_name(isa)) return isa;
+    names += (names.empty() ? "" : ", ") + std::string(isa_name(isa));
+  }
   throw std::invalid_argument(std::string(source) + " names '" + name +
                               "', which this CPU or build does not run (it runs: " + names + ")");
 }
@@ -58,8 +64,8 @@ std::atomic<int> chosen_isa{-1};
 }  // namespace
 
 std::vector<std::string> cpu_isas() {
-  std::vector<std::string> names{kBaselineName};
-  if (machine_has_avx512()) names.push_back("avx512");
+  std::vector<std::string> names;
+  for (cpu::Isa isa : available_isas()) names.push_back(isa_name(isa));
   return names;
 }
 
@@ -75,7 +81,8 @@ Isa active_isa() {
   int isa = chosen_isa.load(std::memory_order_relaxed);
   if (isa >= 0) return static_cast<Isa>(isa);
   const char* forced = std::getenv("PACKPTQ_CPU_ISA");
-  const Isa picked = forced && *forced ? parse_isa(forced, "PACKPTQ_CPU_ISA") : default_isa();
+  // The default: the widest set available.
+  const Isa picked = forced && *forced ? parse_isa(forced, "PACKPTQ_CPU_ISA") : available_isas().back();
   chosen_isa = static_cast<int>(picked);
   return picked;
 }
