@@ -1,18 +1,33 @@
 // Reconstruction-step benchmark (not a test): milliseconds per iteration of
 // the reconstruction loop (forward with fake-quantized activations and soft
 // AdaRound weights, MSE plus rounding loss, backward, Adam on alphas and
-// activation scales) on standard 224 px shapes: resnet18 layer1.0, deit_small
-// blocks.0 and swin_tiny layers.0.blocks.0, W4A4 with channel-wise weights,
-// random weights and images. An iteration's time is the difference of a run
-// of 3N and a run of N iterations over 2N, so the input capture drops out.
+// activation scales) on standard 224 px shapes, W4A4 with channel-wise
+// weights, random weights and images. The units, in this order (the images
+// run through the net's earlier units to give each its input):
+//   resnet18 layer1.0            BasicBlock 64 -> 64, input 56x56
+//   resnet18 layer4.0            BasicBlock 256 -> 512, stride 2, 1x1
+//                                downsample conv, input 14x14
+//   mobilenetv2 features.2       inverted residual 16 -> 96 -> 24, depthwise
+//                                3x3 stride 2, no residual, input 112x112
+//   regnetx_600m s1.b1           bottleneck 32 -> 48, 3x3 with group width 24
+//                                and stride 2, 1x1 shortcut conv, input 112x112
+//   deit_small blocks.0          197 tokens of 384, 6 heads
+//   swin_tiny layers.0.blocks.0  7x7 windows on 56x56 of 96, 3 heads
+//   swin_tiny layers.0.blocks.1  the same, shifted by 3 with the window mask
+// An iteration's time is the difference of a run of 3N and a run of N
+// iterations over 2N, so the input capture drops out.
 // tools/bench_torch.py --recon times the same steps in PyTorch eager.
 //
-// Usage: bench_recon [--threads N] [--batch B] [--iterations N]
+// Usage: bench_recon [--threads N] [--batch B] [--iterations N] [--units MODEL:UNIT,...]
+//   --units  a comma-separated selection of the units above, such as
+//            resnet18:layer4.0,swin_tiny:layers.0.blocks.1 (default: all)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "engine/parallel.h"
 #include "engine/rng.h"
@@ -23,6 +38,53 @@
 using namespace pk;
 
 namespace {
+
+struct BenchUnit {
+  const char* model;
+  const char* unit;
+};
+
+// The units timed, in order; tools/bench_torch.py --recon has the same list.
+constexpr BenchUnit kUnits[] = {
+    {"resnet18", "layer1.0"},          {"resnet18", "layer4.0"},
+    {"mobilenetv2", "features.2"},     {"regnetx_600m", "s1.b1"},
+    {"deit_small", "blocks.0"},        {"swin_tiny", "layers.0.blocks.0"},
+    {"swin_tiny", "layers.0.blocks.1"},
+};
+
+std::string unit_label(const BenchUnit& u) { return std::string(u.model) + ":" + u.unit; }
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "usage: bench_recon [--threads N] [--batch B] [--iterations N] "
+               "[--units MODEL:UNIT,...]\n  units (default: all):");
+  for (const BenchUnit& u : kUnits) std::fprintf(stderr, " %s", unit_label(u).c_str());
+  std::fprintf(stderr, "\n");
+  std::exit(2);
+}
+
+// The entries of kUnits named in the comma-separated `list`, in kUnits order.
+std::vector<BenchUnit> select_units(const std::string& list) {
+  std::vector<bool> wanted(std::size(kUnits), false);
+  size_t begin = 0;
+  while (true) {
+    const size_t end = list.find(',', begin);
+    const std::string name = list.substr(begin, end == std::string::npos ? end : end - begin);
+    bool found = false;
+    for (size_t i = 0; i < std::size(kUnits); ++i)
+      if (name == unit_label(kUnits[i])) wanted[i] = found = true;
+    if (!found) {
+      std::fprintf(stderr, "bench_recon: unknown unit '%s'\n", name.c_str());
+      usage();
+    }
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  std::vector<BenchUnit> out;
+  for (size_t i = 0; i < std::size(kUnits); ++i)
+    if (wanted[i]) out.push_back(kUnits[i]);
+  return out;
+}
 
 double recon_seconds(QuantModel& model, const ReconTarget& target, const Tensor& images,
                      int64_t batch, int64_t iterations) {
@@ -61,34 +123,47 @@ void bench(const std::string& model_name, const std::string& unit, bool mix_inpu
   const double many = recon_seconds(model, target, images, batch, 3 * iterations);
   std::printf("  %-12s %-22s batch %3lld  %8.1f ms/iteration\n", model_name.c_str(), unit.c_str(),
               static_cast<long long>(batch), (many - few) / (2.0 * iterations) * 1e3);
+  std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t batch = 32, iterations = 10;
+  std::vector<BenchUnit> units(std::begin(kUnits), std::end(kUnits));
   for (int i = 1; i < argc; ++i) {
-    auto value = [&](const char* flag) {
+    auto text = [&](const char* flag) {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "bench_recon: %s needs a value\n", flag);
-        std::exit(2);
+        usage();
       }
-      return std::atoll(argv[++i]);
+      return std::string(argv[++i]);
+    };
+    // A whole positive number (0 too where zero_ok: --threads 0 is all cores).
+    auto value = [&](const char* flag, bool zero_ok = false) {
+      const std::string v = text(flag);
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < (zero_ok ? 0 : 1)) {
+        std::fprintf(stderr, "bench_recon: %s needs a %s number, got '%s'\n", flag,
+                     zero_ok ? "non-negative" : "positive", v.c_str());
+        usage();
+      }
+      return static_cast<int64_t>(n);
     };
     if (!std::strcmp(argv[i], "--threads")) {
-      set_num_threads(static_cast<int>(value("--threads")));
+      set_num_threads(static_cast<int>(value("--threads", true)));
     } else if (!std::strcmp(argv[i], "--batch")) {
       batch = value("--batch");
     } else if (!std::strcmp(argv[i], "--iterations")) {
       iterations = value("--iterations");
+    } else if (!std::strcmp(argv[i], "--units")) {
+      units = select_units(text("--units"));
     } else {
-      std::fprintf(stderr, "usage: bench_recon [--threads N] [--batch B] [--iterations N]\n");
-      return 2;
+      usage();
     }
   }
   std::printf("packptq reconstruction step, W4A4, %d threads\n", num_threads());
-  bench("resnet18", "layer1.0", true, batch, iterations);
-  bench("deit_small", "blocks.0", true, batch, iterations);
-  bench("swin_tiny", "layers.0.blocks.0", true, batch, iterations);
+  for (const BenchUnit& u : units) bench(u.model, u.unit, true, batch, iterations);
   return 0;
 }
