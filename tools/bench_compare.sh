@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Kernel throughput and reconstruction-step time of packptq and of PyTorch
-# (CPU, eager) side by side, same shapes, same thread count, same run. Needs
-# a built tree (build/) and, for the peer column, Debian's python3-torch with
-# libopenblas0-pthread (with Debian's default reference BLAS, torch's GEMMs
-# are about 40x slower, which would flatter packptq); results go to
-# docs/PERFORMANCE.md by hand.
+# Kernel throughput, reconstruction-step time and FP32 inference speed of
+# packptq and of PyTorch (CPU, eager) side by side, same shapes, same thread
+# count, same run. Needs a built tree (build/) and, for the peer column,
+# Debian's python3-torch and python3-torchvision with libopenblas0-pthread
+# (with Debian's default reference BLAS, torch's GEMMs are about 40x slower,
+# which would flatter packptq); results go to docs/PERFORMANCE.md by hand.
 # Usage: bash tools/bench_compare.sh [threads]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +33,9 @@ for isa in $isas; do
 done
 echo "== PyTorch reconstruction step"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads" --recon
+for isa in $isas; do
+  echo "== packptq FP32 inference, PACKPTQ_CPU_ISA=$isa"
+  PACKPTQ_CPU_ISA=$isa OMP_WAIT_POLICY=passive build/tools/bench_infer --threads "$threads"
+done
+echo "== PyTorch FP32 inference (torchvision's models)"
+/usr/bin/python3 tools/bench_torch.py --threads "$threads" --infer

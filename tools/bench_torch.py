@@ -6,11 +6,13 @@ implementation writes it in PyTorch eager (AdaRound weights recomputed from
 floor(w / delta) each step, straight-through rounding of activations with a
 learned scale, QDrop input mixing, Adam on alphas and scales, cosine decay),
 for the same units in the same order, each given a random input of the
-unit's input shape at 224 px. Developer-side only; packptq itself never uses
-Python.
+unit's input shape at 224 px. With --infer, FP32 inference of bench_infer's
+models as torchvision builds them (python3-torchvision), eval mode under
+torch.inference_mode(). Developer-side only; packptq itself never uses Python.
 
 Usage: bench_torch.py --threads N [--quick]
                       [--recon [--batch B] [--iterations N] [--units MODEL:UNIT,...]]
+                      [--infer [--batch B] [--repeats N] [--models a,b,...]]
 """
 import argparse
 import time
@@ -339,6 +341,34 @@ def bench_recon(batch, iterations, units):
         print(f"  {model:12s} {unit:22s} batch {batch:3d}  {ms:8.1f} ms/iteration", flush=True)
 
 
+# bench_infer's models, in its order: torchvision's builds of the same architectures.
+def infer_models():
+    import torchvision
+
+    m = torchvision.models
+    return [("resnet18", m.resnet18),
+            ("mobilenetv2", m.mobilenet_v2),
+            ("deit_small", lambda: m.VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=6,
+                                                       hidden_dim=384, mlp_dim=1536)),
+            ("swin_tiny", m.swin_t)]
+
+
+INFER_MODELS = ["resnet18", "mobilenetv2", "deit_small", "swin_tiny"]
+
+
+def bench_infer(batch, repeats, models):
+    """FP32 inference: one warm-up batch, then the median of `repeats` batches."""
+    print(f"PyTorch {torch.__version__} FP32 inference, {torch.get_num_threads()} threads")
+    for name, build in infer_models():
+        if name not in models:
+            continue
+        model = build().eval()
+        images = torch.rand(batch, 3, 224, 224) * 4 - 2
+        with torch.inference_mode():
+            s = median_seconds(repeats, lambda: model(images))
+        print(f"  {name:13s} batch {batch:3d}  {batch / s:6.1f} img/s  ({s * 1e3:.1f} ms/batch)", flush=True)
+
+
 def median_seconds(reps, f):
     f()
     times = []
@@ -353,26 +383,37 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--recon", action="store_true", help="reconstruction step (bench_recon)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--recon", action="store_true", help="reconstruction step (bench_recon)")
+    mode.add_argument("--infer", action="store_true", help="FP32 inference (bench_infer)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=10, help="--recon: timed iterations per unit")
+    parser.add_argument("--repeats", type=int, default=5, help="--infer: timed batches per model")
     known_units = [f"{model}:{unit}" for model, unit, _, _ in RECON_UNITS]
     parser.add_argument("--units", default=",".join(known_units),
                         help="--recon: comma-separated units (default all): " + " ".join(known_units))
+    parser.add_argument("--models", default=",".join(INFER_MODELS),
+                        help="--infer: comma-separated models (default all): " + " ".join(INFER_MODELS))
     args = parser.parse_args()
     for flag, value in [("--threads", args.threads), ("--batch", args.batch),
-                        ("--iterations", args.iterations)]:
+                        ("--iterations", args.iterations), ("--repeats", args.repeats)]:
         if value < (0 if flag == "--threads" else 1):
             parser.error(f"{flag} needs a {'non-negative' if flag == '--threads' else 'positive'} number")
-    units = args.units.split(",")
+    units, models = args.units.split(","), args.models.split(",")
     for name in units:
         if name not in known_units:
             parser.error(f"unknown unit '{name}'; known: {' '.join(known_units)}")
+    for name in models:
+        if name not in INFER_MODELS:
+            parser.error(f"unknown model '{name}'; known: {' '.join(INFER_MODELS)}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.recon:
         bench_recon(args.batch, args.iterations, units)
+        return
+    if args.infer:
+        bench_infer(args.batch, args.repeats, models)
         return
     reps, batch = (3, 4) if args.quick else (7, 16)
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
