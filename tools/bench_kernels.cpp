@@ -1,8 +1,9 @@
 // Kernel throughput benchmark (not a test): the machine's peak (a loop of
 // independent fused multiply-adds), then GEMM and conv2d forward/backward
 // GFLOP/s of the CPU backend on ResNet-18-like shapes with their share of
-// that peak, from the median wall time over a few repetitions after one
-// warm-up run. The kernels run once per instruction set this CPU runs
+// that peak, and the element-wise passes of reconstruction (AdaRound, fake
+// quantization, Adam, the MSE range search) in nanoseconds per element,
+// from the median wall time over a few repetitions after one warm-up run. The kernels run once per instruction set this CPU runs
 // (cpu_isas()), each figure with its share of that set's peak.
 //
 // Usage: bench_kernels [--threads N] [--quick] [--isa NAME]
@@ -152,6 +153,48 @@ void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, 
               gflop / bwd_weight, share_of_peak(gflop / bwd_weight).c_str());
 }
 
+// The per-weight and per-activation passes of one reconstruction step on a
+// weight of resnet18 layer4 (512 x 512 x 3 x 3, channel-wise) and on an
+// activation of its layer1 at batch 16 (per tensor), and the MSE search of
+// an activation quantizer's range (100 candidates): ns per element.
+void bench_elementwise(int reps, std::mt19937& rng) {
+  const pk::AxisGeom weight_geom{1, 512, 512 * 9}, act_geom{1, 1, 16 * 64 * 56 * 56};
+  const int64_t nw = 512 * 512 * 9, na = act_geom.inner;
+  std::vector<float> w = random_buffer(nw, rng), alpha = random_buffer(nw, rng), dy = random_buffer(nw, rng);
+  std::vector<float> scale(512, 0.02f), zero(512, 8.0f), y(nw), dalpha(nw), m(nw), v(nw);
+  std::vector<float> x = random_buffer(na, rng), dya = random_buffer(na, rng), ya(na), dxa(na);
+  const float act_scale = 0.1f, act_zero = 8.0f;
+  float value = 0.0f, dscale = 0.0f;
+  auto line = [&](const char* label, int64_t n, const std::function<void()>& f) {
+    std::printf("  %-34s %8.3f ns/element\n", label, median_seconds(reps, f) / n * 1e9);
+  };
+  line("adaround soft forward", nw, [&] {
+    pk::cpu::adaround_forward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, false, y.data());
+  });
+  line("adaround backward", nw, [&] {
+    pk::cpu::adaround_backward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, dy.data(),
+                               dalpha.data());
+  });
+  line("rounding regularizer and gradient", nw, [&] {
+    pk::cpu::adaround_regularizer(nw, alpha.data(), 12.0f, 0.01f, &value, dalpha.data());
+  });
+  line("adam update", nw, [&] {
+    pk::cpu::adam_update(nw, alpha.data(), dalpha.data(), m.data(), v.data(), 1e-7f, 0.9f, 0.999f, 1e-8f, 0.0f, 3);
+  });
+  line("fake quant forward (activation)", na, [&] {
+    pk::cpu::fake_quant_forward(act_geom, x.data(), &act_scale, &act_zero, 15.0f, ya.data());
+  });
+  line("fake quant backward (activation)", na, [&] {
+    pk::cpu::fake_quant_backward(act_geom, x.data(), &act_scale, &act_zero, 15.0f, dya.data(), dxa.data(),
+                                 &dscale);
+  });
+  const float lo = -1.0f, hi = 1.0f;
+  std::vector<double> scores(100);
+  line("MSE range search, per candidate", na * 100, [&] {
+    pk::cpu::quant_range_scores(act_geom, x.data(), &lo, &hi, 100, 15.0f, 2.4f, scores.data());
+  });
+}
+
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr, "usage: %s [--threads N] [--quick] [--isa NAME]\n", argv0);
   std::exit(2);
@@ -211,6 +254,8 @@ int main(int argc, char** argv) {
     bench_conv("64->64 3x3 at 56x56", batch, 64, 56, 64, 3, 1, 1, reps, rng);
     bench_conv("128->128 3x3 at 28x28", batch, 128, 28, 128, 3, 1, 1, reps, rng);
     bench_conv("depthwise 32ch 3x3 at 112x112", batch, 32, 112, 32, 3, 1, 32, reps, rng);
+    std::printf("element-wise passes of reconstruction\n");
+    bench_elementwise(reps, rng);
   }
   return 0;
 }

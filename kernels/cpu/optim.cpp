@@ -1,7 +1,12 @@
 // Optimizer update kernels, element-wise in place.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel_thresholds.h"
+#include "kernels/cpu/vector_avx512.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -14,6 +19,20 @@ void adam_update(int64_t n, float* param, const float* grad, float* m, float* v,
   const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
   const float step_size = lr / bc1;
   const float bc2_sqrt = std::sqrt(bc2);
+#if defined(PACKPTQ_WITH_AVX512)
+  if (active_isa() == Isa::Avx512) {
+    // Spans of whole vectors, one per thread.
+    const int64_t spans = n > kParallelMin ? omp_get_max_threads() : 1;
+    const int64_t per_span = ((n + spans - 1) / spans + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) if (spans > 1)
+    for (int64_t t = 0; t < spans; ++t) {
+      const int64_t begin = std::min(n, t * per_span), len = std::min(n, begin + per_span) - begin;
+      adam_update_avx512(len, param + begin, grad + begin, m + begin, v + begin, step_size, bc2_sqrt,
+                         beta1, beta2, eps, weight_decay);
+    }
+    return;
+  }
+#endif
 #pragma omp parallel for simd if (parallel: n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     float g = grad[i] + weight_decay * param[i];

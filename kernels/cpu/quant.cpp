@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "kernels/cpu/double_sums.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel_thresholds.h"
 #include "kernels/cpu/quant_views.h"
+#include "kernels/cpu/vector_avx512.h"
 #include "kernels/kernels.h"
 
 namespace pk::cpu {
@@ -36,6 +38,9 @@ void fake_quant_forward(const AxisGeom& g, const float* x, const float* scale,
                         const float* zero_point, float qmax, float* y) {
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
+#if defined(PACKPTQ_WITH_AVX512)
+    if (active_isa() == Isa::Avx512) return fake_quant_forward_avx512(end - begin, x + begin, d, z, qmax, y + begin);
+#endif
     for (int64_t i = begin; i < end; ++i) {
       float level = std::min(qmax, std::max(0.0f, std::nearbyint(x[i] / d) + z));
       y[i] = (level - z) * d;
@@ -50,7 +55,15 @@ void fake_quant_backward(const AxisGeom& g, const float* x, const float* scale,
   std::vector<double> partial(dscale ? static_cast<size_t>(nt) * g.dim : 0, 0.0);
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
-    double acc = 0.0;
+    double* acc = dscale ? &partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] : nullptr;
+#if defined(PACKPTQ_WITH_AVX512)
+    if (active_isa() == Isa::Avx512) {
+      const double sum = fake_quant_backward_avx512(end - begin, x + begin, d, z, qmax, dy + begin,
+                                                    dx ? dx + begin : nullptr);
+      if (acc) *acc += sum;
+      return;
+    }
+#endif
     // A chunk's results go to stack arrays first: with no stores that might
     // alias the inputs and only selects, the loop vectorizes.
     float grad_in[kChunk], term[kChunk];
@@ -66,9 +79,8 @@ void fake_quant_backward(const AxisGeom& g, const float* x, const float* scale,
         term[k] = g_out * (inside ? r - u : (level < 0.0f ? 0.0f : qmax) - z);
       }
       if (dx) std::copy(grad_in, grad_in + n, dx + i);
-      if (dscale) acc += sum_in_double(term, n);
+      if (acc) *acc += sum_in_double(term, n);
     });
-    if (dscale) partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] += acc;
   });
   if (!dscale) return;
   for (int64_t c = 0; c < g.dim; ++c) {
@@ -82,6 +94,10 @@ void adaround_forward(const AxisGeom& g, const float* w, const float* alpha, con
                       const float* zero_point, float qmax, bool hard, float* y) {
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
+#if defined(PACKPTQ_WITH_AVX512)
+    if (active_isa() == Isa::Avx512)
+      return adaround_forward_avx512(end - begin, w + begin, alpha + begin, d, z, qmax, hard, y + begin);
+#endif
     in_chunks(begin, end, [&](int64_t i, int64_t n) {
       const ArrayChunk h = hard ? ArrayChunk((ConstArrayMap(alpha + i, n) >= 0.0f).cast<float>())
                                 : ArrayChunk(stretched(sigmoid(alpha + i, n)).max(0.0f).min(1.0f));
@@ -95,6 +111,11 @@ void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, co
                        const float* zero_point, float qmax, const float* dy, float* dalpha) {
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
+#if defined(PACKPTQ_WITH_AVX512)
+    if (active_isa() == Isa::Avx512)
+      return adaround_backward_avx512(end - begin, w + begin, alpha + begin, d, z, qmax, dy + begin,
+                                      dalpha + begin);
+#endif
     in_chunks(begin, end, [&](int64_t i, int64_t n) {
       const ArrayChunk s = sigmoid(alpha + i, n);
       const ArrayChunk raw = stretched(s);
@@ -117,10 +138,17 @@ void adaround_backward(const AxisGeom& g, const float* w, const float* alpha, co
 void adaround_regularizer(int64_t n, const float* alpha, float beta, float weight, float* value,
                           float* dalpha) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const float factor = -weight * beta * 2.0f * (kZeta - kGamma);
   double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (n > kParallelMin)
   for (int64_t k = 0; k < chunks; ++k) {
     const int64_t i = k * kChunk, len = std::min(kChunk, n - i);
+#if defined(PACKPTQ_WITH_AVX512)
+    if (active_isa() == Isa::Avx512) {
+      total += adaround_regularizer_avx512(len, alpha + i, beta, factor, dalpha ? dalpha + i : nullptr);
+      continue;
+    }
+#endif
     const ArrayChunk s = sigmoid(alpha + i, len);
     const ArrayChunk raw = stretched(s);
     const ArrayChunk h = raw.max(0.0f).min(1.0f);
@@ -135,7 +163,6 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
       // d/dalpha (1 - |2h-1|^beta) = -beta |2h-1|^(beta-1) sign(2h-1) * 2 h',
       // zero where the rectified sigmoid is clamped. A plain loop: Eigen
       // evaluates the mask and the sign one element at a time.
-      const float factor = -weight * beta * 2.0f * (kZeta - kGamma);
       float* out = dalpha + i;
       for (int64_t e = 0; e < len; ++e) {
         const float unclamped = h[e] == raw[e] ? 1.0f : 0.0f;

@@ -4,8 +4,11 @@
 
 #include <Eigen/Core>
 #include <limits>
+#include <type_traits>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/quant_views.h"
+#include "kernels/cpu/vector_avx512.h"
 
 namespace pk::cpu {
 
@@ -21,6 +24,10 @@ ScaledRange scaled_range(float lo, float hi, float factor, float qmax) {
 template <typename Real>
 double quant_error_power_sum(const float* x, int64_t n, float step, float zero_point, float qmax,
                              float p) {
+#if defined(PACKPTQ_WITH_AVX512)
+  if (std::is_same_v<Real, float> && active_isa() == Isa::Avx512)
+    return quant_error_power_sum_avx512(x, n, step, zero_point, qmax, p);
+#endif
   constexpr Real kTiny = std::numeric_limits<Real>::min();  // 0^p through the clamp
   double s = 0.0;
   in_chunks(0, n, [&](int64_t i, int64_t len) {

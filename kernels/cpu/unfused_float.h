@@ -26,8 +26,8 @@ ScaledRange scaled_range(float lo, float hi, float factor, float qmax);
 // 0 .. qmax of `step` and `zero_point` and rounds (level - z) * step to float,
 // as the fake quantizer outputs it. err^p is exp(p log err), a zero error
 // taken as the smallest normal Real, in Real: float (fast, Eigen vectorizes
-// it) or double (about 7x slower: Eigen's double log is scalar). Defined for
-// float and double.
+// it; on the AVX-512 path vector_avx512.cpp's version) or double (about 7x
+// slower: Eigen's double log is scalar). Defined for float and double.
 template <typename Real>
 double quant_error_power_sum(const float* x, int64_t n, float step, float zero_point, float qmax,
                              float p);
