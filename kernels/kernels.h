@@ -214,7 +214,7 @@ bool cuda_backend_built();
 // The code path a device's kernels take, as runs record it: for the CPU the
 // instruction set in use and how its GEMM fixes the order of sums
 // ("x86-64 AVX2+FMA, GEMM blocking for ..." or "x86-64 AVX-512, GEMM tiles
-// 14x32 summed in depth blocks of 256"); "cuda" for the GPU. The same path,
+// of 32 columns summed in depth blocks of 256"); "cuda" for the GPU. The same path,
 // thread count and flags give the same model on any machine.
 std::string kernel_path(Device device);
 

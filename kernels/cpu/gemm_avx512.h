@@ -17,6 +17,7 @@ namespace pk::cpu {
 void gemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, const float* B, float beta, float* C);
 
+// The widest register tile (rows x columns) and the depth block.
 constexpr int64_t kGemmAvx512Rows = 14, kGemmAvx512Cols = 32, kGemmAvx512Depth = 256;
 
 }  // namespace pk::cpu
