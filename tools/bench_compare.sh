@@ -27,15 +27,16 @@ echo "== PyTorch"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads"
 # Every instruction set this CPU runs (bench_kernels loops over them itself).
 isas=$(build/tools/packptq --version | sed -n 's/^cpu instruction sets: \(.*\) (in use.*/\1/p' | tr -d ,)
-for isa in $isas; do
-  echo "== packptq reconstruction step, PACKPTQ_CPU_ISA=$isa"
-  PACKPTQ_CPU_ISA=$isa OMP_WAIT_POLICY=passive build/tools/bench_recon --threads "$threads"
-done
+# per_isa TITLE PROGRAM: the packptq program once per instruction set.
+per_isa() {
+  for isa in $isas; do
+    echo "== packptq $1, PACKPTQ_CPU_ISA=$isa"
+    PACKPTQ_CPU_ISA=$isa OMP_WAIT_POLICY=passive "build/tools/$2" --threads "$threads"
+  done
+}
+per_isa "reconstruction step" bench_recon
 echo "== PyTorch reconstruction step"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads" --recon
-for isa in $isas; do
-  echo "== packptq FP32 inference, PACKPTQ_CPU_ISA=$isa"
-  PACKPTQ_CPU_ISA=$isa OMP_WAIT_POLICY=passive build/tools/bench_infer --threads "$threads"
-done
+per_isa "FP32 inference" bench_infer
 echo "== PyTorch FP32 inference (torchvision's models)"
 /usr/bin/python3 tools/bench_torch.py --threads "$threads" --infer

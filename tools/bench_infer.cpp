@@ -21,6 +21,7 @@
 #include "engine/stopwatch.h"
 #include "nets/init.h"
 #include "nets/net.h"
+#include "tools/bench_flags.h"
 
 using namespace pk;
 
@@ -87,34 +88,16 @@ void bench(const std::string& model_name, int64_t batch, int64_t repeats) {
 int main(int argc, char** argv) {
   int64_t batch = 32, repeats = 5;
   std::vector<std::string> models(std::begin(kModels), std::end(kModels));
+  const BenchFlags flags{"bench_infer", argc, argv, usage};
   for (int i = 1; i < argc; ++i) {
-    auto text = [&](const char* flag) {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_infer: %s needs a value\n", flag);
-        usage();
-      }
-      return std::string(argv[++i]);
-    };
-    // A whole positive number (0 too where zero_ok: --threads 0 is all cores).
-    auto value = [&](const char* flag, bool zero_ok = false) {
-      const std::string v = text(flag);
-      char* end = nullptr;
-      const long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || n < (zero_ok ? 0 : 1)) {
-        std::fprintf(stderr, "bench_infer: %s needs a %s number, got '%s'\n", flag,
-                     zero_ok ? "non-negative" : "positive", v.c_str());
-        usage();
-      }
-      return static_cast<int64_t>(n);
-    };
     if (!std::strcmp(argv[i], "--threads")) {
-      set_num_threads(static_cast<int>(value("--threads", true)));
+      set_num_threads(static_cast<int>(flags.number(i, "--threads", true)));
     } else if (!std::strcmp(argv[i], "--batch")) {
-      batch = value("--batch");
+      batch = flags.number(i, "--batch");
     } else if (!std::strcmp(argv[i], "--repeats")) {
-      repeats = value("--repeats");
+      repeats = flags.number(i, "--repeats");
     } else if (!std::strcmp(argv[i], "--models")) {
-      models = select_models(text("--models"));
+      models = select_models(flags.text(i, "--models"));
     } else {
       usage();
     }

@@ -34,6 +34,7 @@
 #include "nets/init.h"
 #include "nets/net.h"
 #include "quant/reconstruct.h"
+#include "tools/bench_flags.h"
 
 using namespace pk;
 
@@ -131,34 +132,16 @@ void bench(const std::string& model_name, const std::string& unit, bool mix_inpu
 int main(int argc, char** argv) {
   int64_t batch = 32, iterations = 10;
   std::vector<BenchUnit> units(std::begin(kUnits), std::end(kUnits));
+  const BenchFlags flags{"bench_recon", argc, argv, usage};
   for (int i = 1; i < argc; ++i) {
-    auto text = [&](const char* flag) {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_recon: %s needs a value\n", flag);
-        usage();
-      }
-      return std::string(argv[++i]);
-    };
-    // A whole positive number (0 too where zero_ok: --threads 0 is all cores).
-    auto value = [&](const char* flag, bool zero_ok = false) {
-      const std::string v = text(flag);
-      char* end = nullptr;
-      const long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || n < (zero_ok ? 0 : 1)) {
-        std::fprintf(stderr, "bench_recon: %s needs a %s number, got '%s'\n", flag,
-                     zero_ok ? "non-negative" : "positive", v.c_str());
-        usage();
-      }
-      return static_cast<int64_t>(n);
-    };
     if (!std::strcmp(argv[i], "--threads")) {
-      set_num_threads(static_cast<int>(value("--threads", true)));
+      set_num_threads(static_cast<int>(flags.number(i, "--threads", true)));
     } else if (!std::strcmp(argv[i], "--batch")) {
-      batch = value("--batch");
+      batch = flags.number(i, "--batch");
     } else if (!std::strcmp(argv[i], "--iterations")) {
-      iterations = value("--iterations");
+      iterations = flags.number(i, "--iterations");
     } else if (!std::strcmp(argv[i], "--units")) {
-      units = select_units(text("--units"));
+      units = select_units(flags.text(i, "--units"));
     } else {
       usage();
     }
