@@ -190,9 +190,8 @@ TEST_CASE("the GEMM of every CPU instruction set: transposes, alpha and beta, ti
   // Register tile edges (14x32, 13x32 and Eigen's), several depth blocks of
   // 256, panels of 512 columns and 16 slivers of rows, products large
   // enough for threads, and an empty sum (C = beta C).
-  const Case cases[] = {{1, 1, 1},     {13, 31, 7},  {14, 32, 256},   {15, 33, 257},
-                        {29, 70, 600}, {3, 530, 40}, {130, 600, 90}, {300, 530, 520},
-                        {5, 40, 0}};
+  const Case cases[] = {{1, 1, 1},    {13, 31, 7},    {14, 32, 256},   {15, 33, 257}, {29, 70, 600},
+                        {3, 530, 40}, {130, 600, 90}, {300, 530, 520}, {5, 40, 0}};
   struct Scale {
     float alpha, beta;
   };

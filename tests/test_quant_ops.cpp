@@ -402,7 +402,8 @@ TEST_CASE("a hook hands the thread bound to a shard that shard's copies") {
 // the same formulas, with exp, log and the order of sums differing in the
 // last bits only. Channel spans of 1 to 37 elements reach every tail of a
 // 16-float vector; alphas up to +-8 reach both clamped ends of h.
-TEST_CASE("each instruction set's AdaRound, fake quant, Adam and MSE kernels agree with the baseline") {
+TEST_CASE(
+    "each instruction set's AdaRound, fake quant, Adam and MSE kernels agree with the baseline") {
   const std::string in_use = cpu_isa();
   struct Outputs {
     std::vector<float> soft, hard, dalpha, reg_grad, fq, fq_dx, param, m, v;
@@ -425,26 +426,29 @@ TEST_CASE("each instruction set's AdaRound, fake quant, Adam and MSE kernels agr
       Outputs o;
       o.soft.resize(n), o.hard.resize(n), o.dalpha.resize(n), o.reg_grad.resize(n);
       o.fq.resize(n), o.fq_dx.resize(n), o.fq_dscale.resize(3), o.scores.resize(3 * 20);
-      cpu::adaround_forward(g, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, false, o.soft.data());
-      cpu::adaround_forward(g, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, true, o.hard.data());
+      cpu::adaround_forward(g, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, false,
+                            o.soft.data());
+      cpu::adaround_forward(g, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, true,
+                            o.hard.data());
       cpu::adaround_backward(g, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, dy.data(),
                              o.dalpha.data());
       cpu::adaround_regularizer(n, alpha.data(), 7.5f, 0.01f, &o.reg_value, o.reg_grad.data());
       cpu::fake_quant_forward(g, w.data(), scale.data(), zero.data(), 15.0f, o.fq.data());
-      cpu::fake_quant_backward(g, w.data(), scale.data(), zero.data(), 15.0f, dy.data(), o.fq_dx.data(),
-                               o.fq_dscale.data());
+      cpu::fake_quant_backward(g, w.data(), scale.data(), zero.data(), 15.0f, dy.data(),
+                               o.fq_dx.data(), o.fq_dscale.data());
       cpu::quant_range_scores(g, w.data(), lo.data(), hi.data(), 20, 15.0f, 2.4f, o.scores.data());
       o.param = w, o.m = dy, o.v = std::vector<float>(n, 0.01f);
       for (int64_t step = 1; step <= 3; ++step)
-        cpu::adam_update(n, o.param.data(), dy.data(), o.m.data(), o.v.data(), 1e-2f, 0.9f, 0.999f, 1e-8f,
-                         1e-4f, step);
+        cpu::adam_update(n, o.param.data(), dy.data(), o.m.data(), o.v.data(), 1e-2f, 0.9f, 0.999f,
+                         1e-8f, 1e-4f, step);
       return o;
     };
     const Outputs base = run(cpu_isas().front());
     for (const std::string& isa : cpu_isas()) {
       CAPTURE(isa);
       const Outputs o = run(isa);
-      auto same = [](const std::vector<float>& a, const std::vector<float>& b, double atol, const char* what) {
+      auto same = [](const std::vector<float>& a, const std::vector<float>& b, double atol,
+                     const char* what) {
         expect_close(a, std::vector<double>(b.begin(), b.end()), atol, 1e-5, what);
       };
       same(o.soft, base.soft, 1e-6, "soft adaround");

@@ -3,8 +3,8 @@
 // GFLOP/s of the CPU backend on ResNet-18-like shapes with their share of
 // that peak, and the element-wise passes of reconstruction (AdaRound, fake
 // quantization, Adam, the MSE range search) in nanoseconds per element,
-// from the median wall time over a few repetitions after one warm-up run. The kernels run once per instruction set this CPU runs
-// (cpu_isas()), each figure with its share of that set's peak.
+// from the median wall time over a few repetitions after one warm-up run. The kernels run once per
+// instruction set this CPU runs (cpu_isas()), each figure with its share of that set's peak.
 //
 // Usage: bench_kernels [--threads N] [--quick] [--isa NAME]
 //   --threads N  OpenMP thread count; default: OpenMP's.
@@ -160,7 +160,8 @@ void bench_conv(const char* label, int64_t N, int64_t C, int64_t HW, int64_t O, 
 void bench_elementwise(int reps, std::mt19937& rng) {
   const pk::AxisGeom weight_geom{1, 512, 512 * 9}, act_geom{1, 1, 16 * 64 * 56 * 56};
   const int64_t nw = 512 * 512 * 9, na = act_geom.inner;
-  std::vector<float> w = random_buffer(nw, rng), alpha = random_buffer(nw, rng), dy = random_buffer(nw, rng);
+  std::vector<float> w = random_buffer(nw, rng), alpha = random_buffer(nw, rng),
+                     dy = random_buffer(nw, rng);
   std::vector<float> scale(512, 0.02f), zero(512, 8.0f), y(nw), dalpha(nw), m(nw), v(nw);
   std::vector<float> x = random_buffer(na, rng), dya = random_buffer(na, rng), ya(na), dxa(na);
   const float act_scale = 0.1f, act_zero = 8.0f;
@@ -169,24 +170,26 @@ void bench_elementwise(int reps, std::mt19937& rng) {
     std::printf("  %-34s %8.3f ns/element\n", label, median_seconds(reps, f) / n * 1e9);
   };
   line("adaround soft forward", nw, [&] {
-    pk::cpu::adaround_forward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, false, y.data());
+    pk::cpu::adaround_forward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f,
+                              false, y.data());
   });
   line("adaround backward", nw, [&] {
-    pk::cpu::adaround_backward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(), 15.0f, dy.data(),
-                               dalpha.data());
+    pk::cpu::adaround_backward(weight_geom, w.data(), alpha.data(), scale.data(), zero.data(),
+                               15.0f, dy.data(), dalpha.data());
   });
   line("rounding regularizer and gradient", nw, [&] {
     pk::cpu::adaround_regularizer(nw, alpha.data(), 12.0f, 0.01f, &value, dalpha.data());
   });
   line("adam update", nw, [&] {
-    pk::cpu::adam_update(nw, alpha.data(), dalpha.data(), m.data(), v.data(), 1e-7f, 0.9f, 0.999f, 1e-8f, 0.0f, 3);
+    pk::cpu::adam_update(nw, alpha.data(), dalpha.data(), m.data(), v.data(), 1e-7f, 0.9f, 0.999f,
+                         1e-8f, 0.0f, 3);
   });
   line("fake quant forward (activation)", na, [&] {
     pk::cpu::fake_quant_forward(act_geom, x.data(), &act_scale, &act_zero, 15.0f, ya.data());
   });
   line("fake quant backward (activation)", na, [&] {
-    pk::cpu::fake_quant_backward(act_geom, x.data(), &act_scale, &act_zero, 15.0f, dya.data(), dxa.data(),
-                                 &dscale);
+    pk::cpu::fake_quant_backward(act_geom, x.data(), &act_scale, &act_zero, 15.0f, dya.data(),
+                                 dxa.data(), &dscale);
   });
   const float lo = -1.0f, hi = 1.0f;
   std::vector<double> scores(100);

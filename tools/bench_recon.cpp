@@ -47,9 +47,9 @@ struct BenchUnit {
 
 // The units timed, in order; tools/bench_torch.py --recon has the same list.
 constexpr BenchUnit kUnits[] = {
-    {"resnet18", "layer1.0"},          {"resnet18", "layer4.0"},
-    {"mobilenetv2", "features.2"},     {"regnetx_600m", "s1.b1"},
-    {"deit_small", "blocks.0"},        {"swin_tiny", "layers.0.blocks.0"},
+    {"resnet18", "layer1.0"},           {"resnet18", "layer4.0"},
+    {"mobilenetv2", "features.2"},      {"regnetx_600m", "s1.b1"},
+    {"deit_small", "blocks.0"},         {"swin_tiny", "layers.0.blocks.0"},
     {"swin_tiny", "layers.0.blocks.1"},
 };
 

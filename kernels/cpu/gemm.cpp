@@ -64,8 +64,8 @@ void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
 std::string gemm_summation_order() {
 #if defined(PACKPTQ_WITH_AVX512)
   if (active_isa() == Isa::Avx512)
-    return "GEMM tiles of " + std::to_string(kGemmAvx512Cols) + " columns summed in depth blocks of " +
-           std::to_string(kGemmAvx512Depth);
+    return "GEMM tiles of " + std::to_string(kGemmAvx512Cols) +
+           " columns summed in depth blocks of " + std::to_string(kGemmAvx512Depth);
 #endif
   return "GEMM blocking for " + std::to_string(kL1 / 1024) + " KiB L1, " + std::to_string(kL2 / (1024 * 1024)) +
          " MiB L2, " + std::to_string(kL3 / (1024 * 1024)) + " MiB L3";

@@ -30,7 +30,7 @@ namespace pk::cpu {
 namespace {
 
 constexpr int64_t kRows = kGemmAvx512Rows, kCols = kGemmAvx512Cols, kDepth = kGemmAvx512Depth;
-constexpr int64_t kPanelCols = 512;     // columns of C per thread tile (16 slivers)
+constexpr int64_t kPanelCols = 512;    // columns of C per thread tile (16 slivers)
 constexpr int64_t kPanelSlivers = 16;  // A slivers per thread tile
 // Products smaller than this (multiply-adds) run on one thread.
 constexpr int64_t kParallelMinMacs = 1 << 18;
@@ -84,7 +84,8 @@ void pack_a(bool ta, int64_t M, int64_t K, const float* A, int64_t R, int64_t ro
     const __mmask16 along_k = first_lanes(depth - k0);
     __m512 r[16];
     for (int64_t i = 0; i < 16; ++i)
-      r[i] = i < rows ? _mm512_maskz_loadu_ps(along_k, A + (row0 + i) * K + p0 + k0) : _mm512_setzero_ps();
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(along_k, A + (row0 + i) * K + p0 + k0)
+                      : _mm512_setzero_ps();
     transpose16(r);
     const int64_t ks = min64(16, depth - k0);
     for (int64_t k = 0; k < ks; ++k) _mm512_mask_storeu_ps(Ap + (k0 + k) * R, first_r, r[k]);
@@ -123,8 +124,8 @@ void pack_b(bool tb, int64_t N, int64_t K, const float* B, int64_t col0, int64_t
 // A per sliver, C rows ldc apart. C0 is C, or for the first depth block
 // beta * C (0 for beta == 0, whatever C held).
 template <int R>
-void register_tile(int64_t depth, const float* Ap, const float* Bp, int64_t ldb, float alpha, float* C,
-                   int64_t ldc, int64_t rows, int64_t cols, bool first, float beta) {
+void register_tile(int64_t depth, const float* Ap, const float* Bp, int64_t ldb, float alpha,
+                   float* C, int64_t ldc, int64_t rows, int64_t cols, bool first, float beta) {
   __m512 acc[R][2];
 #pragma GCC unroll 14
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -200,9 +201,11 @@ void run_tile(const Problem& p, int64_t row0, int64_t rows, int64_t col0, int64_
         float* c = p.C + i * p.N + col0 + s * kCols;
         const int64_t tile_cols = min64(kCols, cols - s * kCols);
         if (p.R == 14)
-          register_tile<14>(depth, Ap, b, ldb, p.alpha, c, p.N, tile_rows, tile_cols, p0 == 0, p.beta);
+          register_tile<14>(depth, Ap, b, ldb, p.alpha, c, p.N, tile_rows, tile_cols, p0 == 0,
+                            p.beta);
         else
-          register_tile<13>(depth, Ap, b, ldb, p.alpha, c, p.N, tile_rows, tile_cols, p0 == 0, p.beta);
+          register_tile<13>(depth, Ap, b, ldb, p.alpha, c, p.N, tile_rows, tile_cols, p0 == 0,
+                            p.beta);
       }
     }
   }

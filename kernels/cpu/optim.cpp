@@ -27,8 +27,8 @@ void adam_update(int64_t n, float* param, const float* grad, float* m, float* v,
 #pragma omp parallel for schedule(static) if (spans > 1)
     for (int64_t t = 0; t < spans; ++t) {
       const int64_t begin = std::min(n, t * per_span), len = std::min(n, begin + per_span) - begin;
-      adam_update_avx512(len, param + begin, grad + begin, m + begin, v + begin, step_size, bc2_sqrt,
-                         beta1, beta2, eps, weight_decay);
+      adam_update_avx512(len, param + begin, grad + begin, m + begin, v + begin, step_size,
+                         bc2_sqrt, beta1, beta2, eps, weight_decay);
     }
     return;
   }

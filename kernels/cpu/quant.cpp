@@ -39,7 +39,8 @@ void fake_quant_forward(const AxisGeom& g, const float* x, const float* scale,
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
 #if defined(PACKPTQ_WITH_AVX512)
-    if (active_isa() == Isa::Avx512) return fake_quant_forward_avx512(end - begin, x + begin, d, z, qmax, y + begin);
+    if (active_isa() == Isa::Avx512)
+      return fake_quant_forward_avx512(end - begin, x + begin, d, z, qmax, y + begin);
 #endif
     for (int64_t i = begin; i < end; ++i) {
       float level = std::min(qmax, std::max(0.0f, std::nearbyint(x[i] / d) + z));
@@ -55,7 +56,8 @@ void fake_quant_backward(const AxisGeom& g, const float* x, const float* scale,
   std::vector<double> partial(dscale ? static_cast<size_t>(nt) * g.dim : 0, 0.0);
   for_channel_spans(g, [&](int64_t c, int64_t begin, int64_t end) {
     const float d = scale[c], z = zero_point[c];
-    double* acc = dscale ? &partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] : nullptr;
+    double* acc =
+        dscale ? &partial[static_cast<size_t>(omp_get_thread_num()) * g.dim + c] : nullptr;
 #if defined(PACKPTQ_WITH_AVX512)
     if (active_isa() == Isa::Avx512) {
       const double sum = fake_quant_backward_avx512(end - begin, x + begin, d, z, qmax, dy + begin,
@@ -96,7 +98,8 @@ void adaround_forward(const AxisGeom& g, const float* w, const float* alpha, con
     const float d = scale[c], z = zero_point[c];
 #if defined(PACKPTQ_WITH_AVX512)
     if (active_isa() == Isa::Avx512)
-      return adaround_forward_avx512(end - begin, w + begin, alpha + begin, d, z, qmax, hard, y + begin);
+      return adaround_forward_avx512(end - begin, w + begin, alpha + begin, d, z, qmax, hard,
+                                     y + begin);
 #endif
     in_chunks(begin, end, [&](int64_t i, int64_t n) {
       const ArrayChunk h = hard ? ArrayChunk((ConstArrayMap(alpha + i, n) >= 0.0f).cast<float>())
@@ -145,7 +148,8 @@ void adaround_regularizer(int64_t n, const float* alpha, float beta, float weigh
     const int64_t i = k * kChunk, len = std::min(kChunk, n - i);
 #if defined(PACKPTQ_WITH_AVX512)
     if (active_isa() == Isa::Avx512) {
-      total += adaround_regularizer_avx512(len, alpha + i, beta, factor, dalpha ? dalpha + i : nullptr);
+      total +=
+          adaround_regularizer_avx512(len, alpha + i, beta, factor, dalpha ? dalpha + i : nullptr);
       continue;
     }
 #endif

@@ -38,7 +38,8 @@ __mmask16 lanes(int64_t i, int64_t n) {
 // (scalef also gives 0 and inf past the ends of the float range).
 __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, splat(-88.3762626647950f)), splat(88.3762626647949f));
-  const __m512 m = _mm512_roundscale_ps(_mm512_mul_ps(x, splat(1.44269504088896341f)), kRoundNearest);
+  const __m512 m =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, splat(1.44269504088896341f)), kRoundNearest);
   __m512 r = _mm512_fnmadd_ps(m, splat(0.693359375f), x);
   r = _mm512_fnmadd_ps(m, splat(-2.12194440e-4f), r);
   constexpr float kPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
@@ -72,7 +73,8 @@ __m512 log16(__m512 x) {
 }
 
 __m512 sigmoid16(__m512 a) {
-  return _mm512_div_ps(splat(1.0f), _mm512_add_ps(splat(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), a))));
+  return _mm512_div_ps(splat(1.0f),
+                       _mm512_add_ps(splat(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), a))));
 }
 
 // The rectified sigmoid before clamping to [0, 1], and its clamp.
@@ -101,9 +103,11 @@ void adaround_forward_avx512(int64_t n, const float* w, const float* alpha, floa
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = lanes(i, n);
     const __m512 a = _mm512_maskz_loadu_ps(k, alpha + i);
-    const __m512 h = hard ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GE_OQ), splat(1.0f))
+    const __m512 h = hard ? _mm512_maskz_mov_ps(
+                                _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GE_OQ), splat(1.0f))
                           : clamp16(stretched16(sigmoid16(a)), 0.0f, 1.0f);
-    const __m512 down = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, w + i), vd), kRoundDown);
+    const __m512 down =
+        _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, w + i), vd), kRoundDown);
     const __m512 level = clamp16(_mm512_add_ps(_mm512_add_ps(down, h), vz), 0.0f, qmax);
     _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_sub_ps(level, vz), vd));
   }
@@ -117,7 +121,8 @@ void adaround_backward_avx512(int64_t n, const float* w, const float* alpha, flo
     const __m512 s = sigmoid16(_mm512_maskz_loadu_ps(k, alpha + i));
     const __m512 raw = stretched16(s);
     const __m512 h = clamp16(raw, 0.0f, 1.0f);
-    const __m512 down = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, w + i), vd), kRoundDown);
+    const __m512 down =
+        _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, w + i), vd), kRoundDown);
     const __m512 level = _mm512_add_ps(_mm512_add_ps(down, h), vz);
     // Zero outside the grid and where the rectified sigmoid is clamped.
     const __mmask16 passes = _mm512_cmp_ps_mask(clamp16(level, 0.0f, qmax), level, _CMP_EQ_OQ) &
@@ -141,14 +146,18 @@ double adaround_regularizer_avx512(int64_t n, const float* alpha, float beta, fl
     // |2h-1|^(beta-1) through exp and log, kept finite; a = 0 taken as the
     // smallest normal float (its a^beta is 0), as on the baseline path.
     const __m512 pow_m1 = _mm512_min_ps(
-        exp16(_mm512_mul_ps(splat(beta - 1.0f), log16(_mm512_max_ps(a, splat(FLT_MIN))))), splat(FLT_MAX));
+        exp16(_mm512_mul_ps(splat(beta - 1.0f), log16(_mm512_max_ps(a, splat(FLT_MIN))))),
+        splat(FLT_MAX));
     total.add(_mm512_maskz_sub_ps(k, splat(1.0f), _mm512_mul_ps(pow_m1, a)));
     if (!dalpha) continue;
     const __m512 sign = _mm512_mask_blend_ps(
         _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ),
-        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ), splat(-1.0f)), splat(1.0f));
-    const __m512 scaled = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(h, raw, _CMP_EQ_OQ), splat(factor), pow_m1);
-    const __m512 out = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(scaled, sign), s), _mm512_sub_ps(splat(1.0f), s));
+        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_LT_OQ), splat(-1.0f)),
+        splat(1.0f));
+    const __m512 scaled =
+        _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(h, raw, _CMP_EQ_OQ), splat(factor), pow_m1);
+    const __m512 out =
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(scaled, sign), s), _mm512_sub_ps(splat(1.0f), s));
     _mm512_mask_storeu_ps(dalpha + i, k, out);
   }
   return total.total();
@@ -158,7 +167,8 @@ void fake_quant_forward_avx512(int64_t n, const float* x, float d, float z, floa
   const __m512 vd = splat(d), vz = splat(z);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = lanes(i, n);
-    const __m512 r = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), vd), kRoundNearest);
+    const __m512 r =
+        _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), vd), kRoundNearest);
     const __m512 level = clamp16(_mm512_add_ps(r, vz), 0.0f, qmax);
     _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_sub_ps(level, vz), vd));
   }
@@ -178,7 +188,8 @@ double fake_quant_backward_avx512(int64_t n, const float* x, float d, float z, f
     const __mmask16 inside = _mm512_cmp_ps_mask(level, splat(qmax), _CMP_LE_OQ) & ~below;
     if (dx) _mm512_mask_storeu_ps(dx + i, k, _mm512_maskz_mov_ps(inside, g));
     // d q / d D: inside the grid round(x/D) - x/D, outside the clamped level - z.
-    const __m512 clamped = _mm512_sub_ps(_mm512_maskz_mov_ps(static_cast<__mmask16>(~below), splat(qmax)), vz);
+    const __m512 clamped =
+        _mm512_sub_ps(_mm512_maskz_mov_ps(static_cast<__mmask16>(~below), splat(qmax)), vz);
     dscale.add(_mm512_mul_ps(g, _mm512_mask_blend_ps(inside, clamped, _mm512_sub_ps(r, u))));
   }
   return dscale.total();
@@ -195,10 +206,12 @@ void adam_update_avx512(int64_t n, float* param, const float* grad, float* m, fl
                                       _mm512_mul_ps(splat(1.0f - beta1), g));
     const __m512 v1 = _mm512_fmadd_ps(splat(beta2), _mm512_maskz_loadu_ps(k, v + i),
                                       _mm512_mul_ps(_mm512_mul_ps(splat(1.0f - beta2), g), g));
-    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), splat(bc2_sqrt)), splat(eps));
+    const __m512 denom =
+        _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), splat(bc2_sqrt)), splat(eps));
     _mm512_mask_storeu_ps(m + i, k, m1);
     _mm512_mask_storeu_ps(v + i, k, v1);
-    _mm512_mask_storeu_ps(param + i, k, _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(splat(step_size), m1), denom)));
+    _mm512_mask_storeu_ps(
+        param + i, k, _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(splat(step_size), m1), denom)));
   }
 }
 
@@ -209,9 +222,11 @@ double quant_error_power_sum_avx512(const float* x, int64_t n, float step, float
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = lanes(i, n);
     const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-    const __m512 level = clamp16(_mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(v, vs), kRoundNearest), vz), 0.0f, qmax);
+    const __m512 level = clamp16(
+        _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(v, vs), kRoundNearest), vz), 0.0f, qmax);
     const __m512 err = _mm512_abs_ps(_mm512_sub_ps(v, _mm512_mul_ps(_mm512_sub_ps(level, vz), vs)));
-    s.add(_mm512_maskz_mov_ps(k, exp16(_mm512_mul_ps(splat(p), log16(_mm512_max_ps(err, splat(FLT_MIN)))))));
+    s.add(_mm512_maskz_mov_ps(
+        k, exp16(_mm512_mul_ps(splat(p), log16(_mm512_max_ps(err, splat(FLT_MIN)))))));
   }
   return s.total();
 }
