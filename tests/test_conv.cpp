@@ -160,6 +160,12 @@ TEST_CASE("conv2d on larger shapes matches the reference with 1, 2 and 4 threads
       {"3x3 stride 2 grouped", {3, 8, 15, 13}, {12, 4, 3, 3}, true, options(2, 2, 1, 1, 1, 1, 2)},
       {"1x1", {3, 16, 9, 11}, {8, 16, 1, 1}, false, options(1, 1, 0, 0)},
       {"depthwise", {3, 16, 17, 15}, {16, 1, 3, 3}, true, options(2, 1, 1, 1, 1, 1, 16)},
+      // 1152 rows of im2col and hundreds of pixels: several depth blocks of
+      // the AVX-512 GEMM, and rows of 5 pixels (im2col's short-row case).
+      {"3x3 stride 2 dilation 2, 128 channels", {2, 128, 41, 40}, {8, 128, 3, 3}, false,
+       options(2, 2, 2, 2, 2, 2)},
+      {"3x3 on rows of 5 pixels, 128 channels", {2, 128, 64, 5}, {8, 128, 3, 3}, false,
+       options(1, 1, 1, 1)},
   };
   Generator gen(13);
   for (const ConvCase& c : cases) {
@@ -228,3 +234,4 @@ TEST_CASE("conv2d rejects inconsistent shapes with clear messages") {
   expect_invalid([&] { conv2d(Tensor::zeros({2, 0, 5, 5}), Tensor::zeros({3, 0, 3, 3}), Tensor(), {}); },
                  "at least one channel");
 }
+
