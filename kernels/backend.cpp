@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "kernels/cpu/isa.h"
+
 namespace pk {
 
 #define PK_CPU_ENTRY(name, ...) &cpu::name,
@@ -43,7 +45,7 @@ std::string kernel_path(Device device) {
 #else
   const char* baseline = "portable";
 #endif
-  const std::string isa = cpu_isa() == "avx512" ? "x86-64 AVX-512" : baseline;
+  const std::string isa = cpu::active_isa() == cpu::Isa::Avx512 ? "x86-64 AVX-512" : baseline;
   return isa + ", " + cpu::gemm_summation_order();
 }
 

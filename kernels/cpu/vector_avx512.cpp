@@ -83,6 +83,12 @@ __m512 clamp16(__m512 v, float lo, float hi) {
   return _mm512_min_ps(_mm512_max_ps(v, splat(lo)), splat(hi));
 }
 
+// The fake quantizer's output (clamp(round(v / d) + z, 0, qmax) - z) d.
+__m512 fake_quant16(__m512 v, __m512 d, __m512 z, float qmax) {
+  const __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v, d), kRoundNearest);
+  return _mm512_mul_ps(_mm512_sub_ps(clamp16(_mm512_add_ps(r, z), 0.0f, qmax), z), d);
+}
+
 // Sums of the lanes in double: two accumulators of eight, for the low and
 // the high half of each vector.
 struct DoubleSum {
@@ -167,10 +173,7 @@ void fake_quant_forward_avx512(int64_t n, const float* x, float d, float z, floa
   const __m512 vd = splat(d), vz = splat(z);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = lanes(i, n);
-    const __m512 r =
-        _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), vd), kRoundNearest);
-    const __m512 level = clamp16(_mm512_add_ps(r, vz), 0.0f, qmax);
-    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_sub_ps(level, vz), vd));
+    _mm512_mask_storeu_ps(y + i, k, fake_quant16(_mm512_maskz_loadu_ps(k, x + i), vd, vz, qmax));
   }
 }
 
@@ -222,9 +225,7 @@ double quant_error_power_sum_avx512(const float* x, int64_t n, float step, float
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = lanes(i, n);
     const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-    const __m512 level = clamp16(
-        _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(v, vs), kRoundNearest), vz), 0.0f, qmax);
-    const __m512 err = _mm512_abs_ps(_mm512_sub_ps(v, _mm512_mul_ps(_mm512_sub_ps(level, vz), vs)));
+    const __m512 err = _mm512_abs_ps(_mm512_sub_ps(v, fake_quant16(v, vs, vz, qmax)));
     s.add(_mm512_maskz_mov_ps(
         k, exp16(_mm512_mul_ps(splat(p), log16(_mm512_max_ps(err, splat(FLT_MIN)))))));
   }
